@@ -1,0 +1,268 @@
+"""Run configuration: nested dataclasses, loadable from YAML, overridable from the command line.
+
+Every field has the released code's value as its default unless the README says otherwise.
+Unknown keys and values of the wrong type raise MixtuneError naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mixtune.errors import MixtuneError
+
+
+@dataclass
+class TrainConfig:
+    """The ordinary training loop (vanilla, baselines, and the finetune phase of mixup-blo).
+
+    lr and epochs default to None, meaning "the method's own default" (see methods/).
+    """
+
+    lr: float | None = None
+    epochs: float | None = None
+    batch_size: int = 16
+    max_length: int = 128
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    scheduler: str = "linear"
+    max_grad_norm: float | None = 1.0
+    eval_batch_size: int = 64
+
+
+@dataclass
+class MixupConfig:
+    """Attention-guided weight mixup (METHOD.md section 1)."""
+
+    form: str = "released"  # "released": (A@B)*W + ((1-A)@(1-B))*W0 ; "convex": a*W + (1-a)*W0
+    rank: int | None = 1  # None = full rank (one alpha entry per weight)
+    init_mean: float = 1.0
+    init_std: float = 0.005
+    target_modules: list[str] | None = None  # None = the released targets for the architecture
+
+
+@dataclass
+class SearchConfig:
+    """The bi-level search phase, repeated over K random splits (METHOD.md section 2)."""
+
+    splits: int = 5
+    split_ratio: float = 0.8
+    epochs: float = 3
+    hypergradient: str = "first-order"  # or "finite-difference" (DARTS second order)
+    fd_xi: float | None = None  # None = the inner optimiser's current learning rate (DARTS)
+    unroll_steps: int = 1
+    average: str = "all"  # "all" (released "total_avg") or "alpha"
+    inner_lr: float = 2e-5
+    inner_weight_decay: float = 0.01
+    inner_scheduler: str = "linear"
+    inner_max_grad_norm: float | None = 5.0
+    alpha_lr: float = 2e-3
+    alpha_weight_decay: float = 0.0
+    alpha_scheduler: str = "cosine"
+    warmup_ratio: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from: a GLUE task or the user's own files."""
+
+    task: str | None = None
+    data_dir: str | None = None
+    train_file: str | None = None
+    dev_file: str | None = None
+    test_file: str | None = None
+    text_columns: list[str] | None = None
+    label_column: str = "label"
+    task_type: str = "classification"  # for user files: "classification" or "regression"
+    train_size: int | None = None  # None = the whole training pool
+
+
+@dataclass
+class RunConfig:
+    method: str = "mixup-blo"
+    model: str | None = None  # None = the packaged all-MiniLM-L6-v2
+    seed: int = 1
+    output_dir: str | None = None
+    method_args: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mixup: MixupConfig = field(default_factory=MixupConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+SECTIONS = {"data": DataConfig, "train": TrainConfig, "mixup": MixupConfig, "search": SearchConfig}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check (and gently convert) one value against a field's type hint."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", "full"))):
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except MixtuneError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise MixtuneError(f"config key '{key}' must be a list, got {value!r}: write e.g. [a, b]")
+        return [_coerce(v, args[0], key) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise MixtuneError(f"config key '{key}' must be a mapping, got {value!r}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise MixtuneError(f"config key '{key}' must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise MixtuneError(f"config key '{key}' must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise MixtuneError(f"config key '{key}' must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise MixtuneError(f"config key '{key}' must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise MixtuneError(f"config key '{key}' must be a string, got {value!r}")
+    return value
+
+
+def _update_dataclass(obj: Any, values: dict[str, Any], prefix: str) -> None:
+    hints = _type_hints(type(obj))
+    names = {f.name for f in fields(obj)}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            valid = ", ".join(sorted(names))
+            raise MixtuneError(f"unknown config key '{full}': valid keys here are {valid}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise MixtuneError(f"config key '{full}' must be a mapping of its own keys")
+            _update_dataclass(current, value, f"{full}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], full))
+
+
+def build_config(values: dict[str, Any] | None = None, base: RunConfig | None = None) -> RunConfig:
+    """A RunConfig from nested values (as in YAML), on top of `base` or the defaults."""
+    config = base if base is not None else RunConfig()
+    _update_dataclass(config, values or {}, "")
+    validate(config)
+    return config
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise MixtuneError(f"config file {path} does not exist: check the path")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise MixtuneError(f"config file {path} is not valid YAML ({first}): fix its syntax") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise MixtuneError(f"config file {path} must hold a mapping of keys to values")
+    return values
+
+
+def save_yaml(config: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+CHOICES = {
+    "mixup.form": ("released", "convex"),
+    "search.hypergradient": ("first-order", "finite-difference"),
+    "search.average": ("all", "alpha"),
+    "data.task_type": ("classification", "regression"),
+    "train.scheduler": ("linear", "cosine", "constant"),
+    "search.inner_scheduler": ("linear", "cosine", "constant"),
+    "search.alpha_scheduler": ("linear", "cosine", "constant"),
+}
+
+
+def validate(config: RunConfig) -> None:
+    """Range and choice checks that types alone cannot express."""
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value not in allowed:
+            raise MixtuneError(f"config key '{key}' is {value!r}: choose one of {', '.join(allowed)}")
+    checks = [
+        ("search.split_ratio", 0.0 < config.search.split_ratio < 1.0, "a fraction strictly between 0 and 1"),
+        ("search.splits", config.search.splits >= 1, "at least 1"),
+        ("search.unroll_steps", config.search.unroll_steps >= 1, "at least 1"),
+        ("mixup.rank", config.mixup.rank is None or config.mixup.rank >= 1, "at least 1, or null for full rank"),
+        ("train.batch_size", config.train.batch_size >= 1, "at least 1"),
+        ("train.max_length", config.train.max_length >= 8, "at least 8"),
+        ("train.warmup_ratio", 0.0 <= config.train.warmup_ratio < 1.0, "in [0, 1)"),
+        ("data.train_size", config.data.train_size is None or config.data.train_size >= 1, "at least 1"),
+    ]
+    for key, ok, expected in checks:
+        if not ok:
+            raise MixtuneError(f"config key '{key}' must be {expected}")
+    for key in ("train.lr", "train.epochs"):
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value is not None and value <= 0:
+            raise MixtuneError(f"config key '{key}' must be positive, got {value}")
+
+
+def flag_specs() -> list[tuple[str, str, Any]]:
+    """(flag, dotted key, type hint) for every section field: --train-lr sets train.lr, etc."""
+    specs = []
+    for section, cls in SECTIONS.items():
+        hints = _type_hints(cls)
+        for f in fields(cls):
+            prefix = "" if section == "data" else f"{section}-"
+            specs.append((f"--{prefix}{f.name.replace('_', '-')}", f"{section}.{f.name}", hints[f.name]))
+    return specs
+
+
+def set_dotted(values: dict[str, Any], dotted: str, value: Any) -> None:
+    """Put value at a dotted key ('search.splits') inside a nested dict."""
+    node = values
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value

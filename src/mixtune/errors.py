@@ -1,0 +1,5 @@
+"""User-facing errors: the CLI prints the message on one line and exits with code 2."""
+
+
+class MixtuneError(Exception):
+    """A problem with the user's input; the message names the problem and the fix."""

@@ -1,0 +1,53 @@
+"""Predictions of an exported run folder for new texts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import AutoTokenizer
+
+from mixtune.data.batching import make_loader
+from mixtune.data.readers import read_table
+from mixtune.errors import MixtuneError
+from mixtune.methods import method_class
+from mixtune.metrics import predict_logits
+from mixtune.run import MODEL_DIR, RECORD_FILE
+
+
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
+    run_dir = Path(run_dir)
+    record_path = run_dir / RECORD_FILE
+    if not record_path.is_file():
+        raise MixtuneError(f"{run_dir} is not a finished mixtune run (no {RECORD_FILE}): pass the output folder of `mixtune train`")
+    return json.loads(record_path.read_text()), run_dir / MODEL_DIR
+
+
+def predict_file(run_dir: str | Path, input_file: str | Path, text_columns: list[str] | None = None, batch_size: int = 64) -> list[dict]:
+    """One dict per input row: the predicted label (or score) and, for classifiers, the probabilities."""
+    record, model_dir = load_run(run_dir)
+    task = record["task"]
+    columns = text_columns or task["text_columns"]
+    rows = read_table(input_file)
+    missing = [c for c in columns if c not in rows[0]]
+    if missing:
+        raise MixtuneError(
+            f"{input_file} has no column {missing[0]!r} (it has {', '.join(rows[0])}): name the text columns with --text-columns"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = method_class(record["method"]).load_saved(model_dir)
+    encoded = tokenizer(*[[row[c] for row in rows] for c in columns], truncation=True,
+                        max_length=record["config"]["train"]["max_length"])
+    features = [{k: v[i] for k, v in encoded.items()} | {"labels": 0} for i in range(len(rows))]
+    logits, _ = predict_logits(model, make_loader(features, tokenizer, batch_size, shuffle=False))
+    if task["kind"] == "regression":
+        return [{"score": float(v)} for v in logits[:, 0]]
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    names = task["label_names"]
+    return [
+        {"label": names[int(p.argmax())], "probabilities": {n: round(float(x), 6) for n, x in zip(names, p)}}
+        for p in probabilities
+    ]

@@ -1,0 +1,149 @@
+"""One run end to end: data, subsample, method.fit, evaluation, export, run record.
+
+The output folder is built under a temporary name and renamed only when everything is written,
+so a failed or interrupted run never leaves a folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import shutil
+import time
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mixtune.config import RunConfig, save_yaml, validate
+from mixtune.data import load_task
+from mixtune.data.batching import encode, make_loader
+from mixtune.data.sampling import low_resource_indices
+from mixtune.errors import MixtuneError
+from mixtune.methods import make_method, method_class
+from mixtune.metrics import evaluate, predict_logits
+from mixtune.models import load_model
+from mixtune.train import FitContext
+
+RECORD_FILE = "run.json"
+CONFIG_FILE = "config.yaml"
+MODEL_DIR = "model"
+EXPORT_CHECK_EXAMPLES = 64
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("mixtune", "torch", "transformers", "peft", "numpy", "scikit-learn", "scipy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def default_output_dir(config: RunConfig) -> Path:
+    data = config.data.task or Path(config.data.train_file or "data").stem
+    size = config.data.train_size if config.data.train_size is not None else "all"
+    return Path("runs") / f"{data}-{config.method}-n{size}-s{config.seed}"
+
+
+def check_output_dir(path: Path, overwrite: bool) -> None:
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise MixtuneError(f"output folder {path} already holds a run: pass --overwrite or another --output-dir")
+
+
+def run(config: RunConfig, progress: bool = True, overwrite: bool = False, write: bool = True) -> dict[str, Any]:
+    """Train, evaluate and (if `write`) export one run; returns its record."""
+    validate(config)
+    started = time.perf_counter()
+    method_cls = method_class(config.method)
+    output = Path(config.output_dir) if config.output_dir else default_output_dir(config)
+    if write:
+        check_output_dir(output, overwrite)
+    task = load_task(config.data)
+    spec = task.spec
+    if spec.kind == "regression" and not method_cls.supports_regression:
+        raise MixtuneError(f"method '{config.method}' does not support regression tasks: choose another method")
+    train_idx, dev_idx = low_resource_indices(len(task.pool), config.data.train_size, config.seed)
+    method = method_cls(config)
+
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    tokenizer, model = load_model(config.model, spec, config.seed)
+    regression = spec.kind == "regression"
+    max_length = config.train.max_length
+    train_features = encode(task.pool.subset(train_idx), tokenizer, max_length, regression)
+    dev_examples = task.dev if task.dev is not None else task.pool.subset(dev_idx)
+    eval_loader = lambda examples: make_loader(  # noqa: E731
+        encode(examples, tokenizer, max_length, regression), tokenizer, config.train.eval_batch_size, shuffle=False
+    )
+
+    ctx = FitContext(train_features, tokenizer, config, config.seed, progress=progress)
+    model = method.fit(model, ctx)
+
+    eval_started = time.perf_counter()
+    metrics = {"dev": evaluate(model, eval_loader(dev_examples), spec)}
+    for name, examples in task.tests.items():
+        metrics[name] = evaluate(model, eval_loader(examples), spec)
+    ctx.phase_times["eval"] = time.perf_counter() - eval_started
+
+    record = {
+        "config": config.to_dict(),
+        "method": config.method,
+        "hyperparameters": method.hyperparameters(),
+        "task": asdict(spec),
+        "data_sources": task.sources,
+        "indices": {"train": train_idx, "dev": dev_idx if task.dev is None else "dev file"},
+        "metrics": metrics,
+        "main_metric": spec.main_metric,
+        "log": _jsonable(ctx.log),
+        "versions": library_versions(),
+    }
+    record["time_s"] = {**ctx.phase_times, "total": time.perf_counter() - started}
+    record["peak_memory_mb"] = peak_memory_mb()
+    if not write:
+        return record
+    partial = output.with_name(output.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        record["export"] = _export(method, model, tokenizer, next(iter(task.tests.values())), eval_loader, partial)
+        record["export"]["directory"] = str(output / MODEL_DIR)
+        save_yaml(config, partial / CONFIG_FILE)
+        (partial / RECORD_FILE).write_text(json.dumps(record, indent=1))
+        if overwrite and output.exists():
+            shutil.rmtree(output)
+        partial.rename(output)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return record
+
+
+def _export(method, model, tokenizer, test_examples, eval_loader, directory: Path) -> dict:
+    """Save the model, reload it with plain transformers and compare logits on test examples."""
+    subset = test_examples.subset(range(min(EXPORT_CHECK_EXAMPLES, len(test_examples))))
+    reference, _ = predict_logits(model, eval_loader(subset))
+    method.save(model, directory / MODEL_DIR, tokenizer)
+    reloaded = type(method).load_saved(directory / MODEL_DIR)
+    exported, _ = predict_logits(reloaded, eval_loader(subset))
+    return {"max_abs_logit_diff": float(np.abs(reference - exported).max()), "checked_examples": len(subset)}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return value
