@@ -1,0 +1,149 @@
+"""Whole runs: determinism on a tiny model, bad input through the CLI, and the real MiniLM end to end."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from mixtune.cli import main
+from mixtune.config import build_config
+from mixtune.mixup import mixup_layers
+from mixtune.run import run
+
+
+def tiny_run_config(tiny_model_dir, glue_dir, method="mixup-blo", **extra):
+    values = {
+        "method": method, "model": str(tiny_model_dir), "seed": 7,
+        "data": {"task": "rte", "data_dir": str(glue_dir), "train_size": 20},
+        "train": {"epochs": 1, "max_length": 32, "batch_size": 8, "lr": 1e-3},
+        "search": {"splits": 2, "epochs": 1, "hypergradient": "finite-difference"},
+    }
+    values.update(extra)
+    return build_config(values)
+
+
+def test_same_seed_gives_bit_identical_metrics(tiny_model_dir, glue_dir):
+    first = run(tiny_run_config(tiny_model_dir, glue_dir), progress=False, write=False)
+    second = run(tiny_run_config(tiny_model_dir, glue_dir), progress=False, write=False)
+    assert first["metrics"] == second["metrics"]
+    assert first["log"]["finetune"]["final_loss"] == second["log"]["finetune"]["final_loss"]
+    assert first["indices"] == second["indices"]
+
+
+def test_methods_of_one_seed_share_the_training_subset(tiny_model_dir, glue_dir):
+    records = [run(tiny_run_config(tiny_model_dir, glue_dir, method=m), progress=False, write=False) for m in ("vanilla", "joint")]
+    assert records[0]["indices"] == records[1]["indices"]
+
+
+def test_finetune_phase_keeps_alpha_fixed(tiny_model_dir, glue_dir, monkeypatch):
+    """Capture alpha right after the search and compare with the exported alpha file."""
+    import mixtune.methods.mixup_blo as blo
+
+    captured = {}
+    original = blo.train_loop
+
+    def spy(model, *args, **kwargs):
+        captured["alpha"] = {n: l.alpha_a.detach().clone() for n, l in mixup_layers(model)}
+        captured["requires_grad"] = any(p.requires_grad for _, l in mixup_layers(model) for p in l.alpha_parameters())
+        result = original(model, *args, **kwargs)
+        captured["after"] = {n: l.alpha_a.detach().clone() for n, l in mixup_layers(model)}
+        return result
+
+    monkeypatch.setattr(blo, "train_loop", spy)
+    run(tiny_run_config(tiny_model_dir, glue_dir), progress=False, write=False)
+    assert not captured["requires_grad"]
+    assert all(torch.equal(captured["alpha"][n], captured["after"][n]) for n in captured["alpha"])
+
+
+def cli(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.err.strip()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task", "glue9"], "unknown task 'glue9'"),
+        (["--method", "magic"], "unknown method 'magic'"),
+        (["--data-dir", "/nonexistent/glue"], "does not exist"),
+        (["--train-size", "3000"], "exceeds"),
+        (["--train-size", "1"], "too small to split"),
+        (["--model", "./no/such/model"], "does not exist"),
+        (["--search-splits", "two"], "must be an integer"),
+        (["--train-file", "/nonexistent.csv", "--text-columns", "t"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_output(args, message, tmp_path, capsys, glue_dir, tiny_model_dir):
+    out = tmp_path / "out"
+    base = ["train", "--task", "rte", "--data-dir", str(glue_dir), "--model", str(tiny_model_dir), "--quiet", "--output-dir", str(out)]
+    code, err = cli(base + args, capsys)
+    assert code == 2
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_config_errors_and_not_a_model(tmp_path, capsys, glue_dir):
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  learning_rate: 1e-3\n")
+    code, err = cli(["train", "--config", str(config)], capsys)
+    assert code == 2 and "unknown config key 'train.learning_rate'" in err
+    not_model = tmp_path / "empty"
+    not_model.mkdir()
+    code, err = cli(["train", "--task", "rte", "--data-dir", str(glue_dir), "--model", str(not_model)], capsys)
+    assert code == 2 and "no config.json" in err
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, capsys, glue_dir):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text("{}")
+    code, err = cli(["train", "--task", "rte", "--data-dir", str(glue_dir), "--output-dir", str(out)], capsys)
+    assert code == 2 and "--overwrite" in err
+
+
+def test_process_exit_code_and_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mixtune.cli", "train", "--task", "nosuch", "--output-dir", str(tmp_path / "o")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("mixtune: error: unknown task") and "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+def test_cli_end_to_end_on_minilm_exports_a_plain_checkpoint(tmp_path, capsys, glue_dir):
+    out = tmp_path / "run"
+    code = main([
+        "train", "--task", "rte", "--train-size", "24", "--seed", "1", "--data-dir", str(glue_dir),
+        "--search-splits", "1", "--search-epochs", "1", "--epochs", "1", "--max-length", "64",
+        "--output-dir", str(out), "--quiet",
+    ])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert code == 0 and line.startswith("rte mixup-blo seed 1 | test: accuracy")
+    record = json.loads((out / "run.json").read_text())
+    assert record["export"]["max_abs_logit_diff"] < 1e-4
+    assert set(record["time_s"]) >= {"search", "finetune", "eval", "total"}
+    assert len(record["indices"]["train"]) == 24 and record["peak_memory_mb"] > 0
+    assert (out / "model" / "alpha.safetensors").is_file() and (out / "config.yaml").is_file()
+
+    # plain transformers, no mixtune: the same logits as the mixup model, which we rebuild from the record
+    model = AutoModelForSequenceClassification.from_pretrained(out / "model")
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")
+    assert not any("alpha" in name for name, _ in model.named_parameters())
+    batch = tokenizer(["A cat sat."], ["An animal sat."], return_tensors="pt")
+    with torch.no_grad():
+        plain = model(**batch).logits
+    assert plain.shape == (1, 2) and torch.isfinite(plain).all()
+
+    inputs = tmp_path / "new.jsonl"
+    inputs.write_text(json.dumps({"sentence1": "A cat sat.", "sentence2": "An animal sat."}) + "\n")
+    assert main(["predict", "--model", str(out), "--input", str(inputs), "--output", str(tmp_path / "p.jsonl")]) == 0
+    prediction = json.loads((tmp_path / "p.jsonl").read_text())
+    expected = ["entailment", "not_entailment"][int(plain.argmax())]
+    assert prediction["label"] == expected
+    assert np.isclose(sum(prediction["probabilities"].values()), 1.0, atol=1e-4)
