@@ -11,6 +11,7 @@ import platform
 import resource
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from mixtune.config import RunConfig, save_yaml, validate
 from mixtune.data import load_task
@@ -61,8 +63,18 @@ def check_output_dir(path: Path, overwrite: bool) -> None:
         raise MixtuneError(f"output folder {path} already holds a run: pass --overwrite or another --output-dir")
 
 
-def run(config: RunConfig, progress: bool = True, overwrite: bool = False, write: bool = True) -> dict[str, Any]:
-    """Train, evaluate and (if `write`) export one run; returns its record."""
+def run(
+    config: RunConfig,
+    progress: bool = True,
+    overwrite: bool = False,
+    write: bool = True,
+    on_trained: Callable[[nn.Module, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train, evaluate and (if `write`) export one run; returns its record.
+
+    `on_trained(model, record)` sees the trained, evaluated model before export, so a caller can add to
+    the record what only the model holds (the benchmark's per-layer alpha summary) without exporting it.
+    """
     validate(config)
     started = time.perf_counter()
     method_cls = method_class(config.method)
@@ -110,6 +122,8 @@ def run(config: RunConfig, progress: bool = True, overwrite: bool = False, write
     }
     record["time_s"] = {**ctx.phase_times, "total": time.perf_counter() - started}
     record["peak_memory_mb"] = peak_memory_mb()
+    if on_trained is not None:
+        on_trained(model, record)
     if not write:
         return record
     partial = output.with_name(output.name + ".partial")

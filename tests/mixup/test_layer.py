@@ -94,3 +94,18 @@ def test_unload_restores_original_module_types_and_state_keys():
     unload(model)
     assert {n: type(m) for n, m in model.named_modules()} == reference_types
     assert set(model.state_dict()) == reference_keys
+
+
+def test_frozen_alpha_coefficients_are_cached_and_refreshed_when_alpha_changes():
+    layer = MixupLinear(nn.Linear(5, 4), rank=1, init_mean=0.5, init_std=0.1)
+    layer.base_layer.weight.data.normal_()
+    for p in layer.alpha_parameters():
+        p.requires_grad_(False)
+    x = torch.randn(3, 5)
+    first = layer(x)
+    assert layer.coefficients()[0] is layer.coefficients()[0]  # cached while alpha is unchanged
+    with torch.no_grad():
+        layer.alpha_a.fill_(1.0)
+        layer.alpha_b.fill_(1.0)
+    assert torch.allclose(layer(x), layer.base_layer(x), atol=1e-6)  # the cache saw the change
+    assert not torch.allclose(first, layer(x))

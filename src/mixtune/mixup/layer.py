@@ -59,7 +59,22 @@ class MixupLinear(nn.Module):
             param.clamp_(0.0, 1.0)
 
     def coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (out x in) coefficient matrices multiplying W and W0."""
+        """The (out x in) coefficient matrices multiplying W and W0.
+
+        While alpha is frozen (the finetune phase) they are constants: computed once and cached until
+        alpha changes (tracked by the tensors' version counters), which keeps a finetune step near vanilla cost.
+        """
+        params = self.alpha_parameters()
+        if any(p.requires_grad or not isinstance(p, nn.Parameter) for p in params):  # training alpha, or torch.func
+            return self._compute_coefficients()
+        key = tuple((p.data_ptr(), p._version) for p in params)
+        if getattr(self, "_cache_key", None) != key:
+            with torch.no_grad():
+                self._cached = self._compute_coefficients()
+            self._cache_key = key
+        return self._cached
+
+    def _compute_coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.alpha_b is None:
             alpha = self.alpha_a.clamp(0.0, 1.0)
             return alpha, 1.0 - alpha

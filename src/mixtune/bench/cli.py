@@ -1,0 +1,90 @@
+"""The `mixtune bench` and `mixtune report` commands (added to the main parser by mixtune.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+
+def add_bench_parsers(subparsers) -> None:
+    bench = subparsers.add_parser(
+        "bench",
+        help="run a benchmark grid (models x tasks x sizes x methods x seeds), resuming where it stopped",
+        description="Run every cell of a grid config not yet in its results file, one fresh process per run. "
+        "Cells already ok are skipped; failed cells are skipped unless --retry-failed.",
+    )
+    bench.add_argument("config", help="grid YAML (see benchmarks/table_n300.yaml)")
+    bench.add_argument(
+        "--results", help="results JSONL file (default: the config's results: key, else results/<config stem>.jsonl)"
+    )
+    bench.add_argument("--workers", type=int, default=1, help="runs in parallel, each in its own process (default 1)")
+    bench.add_argument("--dry-run", action="store_true", help="list the cells and what would happen to each, run nothing")
+    bench.add_argument("--limit", type=int, help="start at most K runs in this sweep")
+    bench.add_argument("--retry-failed", action="store_true", help="run again the cells whose last attempt failed")
+    bench.add_argument("--in-process", action="store_true", help="run in this process, one at a time (for debugging)")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar and no per-run lines")
+    bench.set_defaults(handler=cmd_bench)
+
+    report = subparsers.add_parser(
+        "report",
+        help="write report.md and plots from benchmark results files",
+        description="Tables (mean ± std over seeds), stability, paired comparison with a baseline, cost, plots.",
+    )
+    report.add_argument("results", nargs="+", help="results JSONL file(s) written by mixtune bench")
+    report.add_argument("--out", help="output folder (default: <results folder>/<results stem>-report)")
+    report.add_argument("--baseline", default="vanilla", help="the method the others are compared with (default vanilla)")
+    report.set_defaults(handler=cmd_report)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mixtune.bench.grid import load_grid
+    from mixtune.bench.runner import plan, run_sweep
+
+    grid = load_grid(args.config, args.results)
+    for reason in grid.skipped:
+        print(f"skipped {reason}", file=sys.stderr)
+    if args.dry_run:
+        planned = plan(grid.cells, grid.results, args.retry_failed)
+        for cell, action in planned:
+            print(f"{action:7} {cell.describe()} [{cell.config_hash}]")
+        counts = {a: sum(action == a for _, action in planned) for a in ("run", "done", "failed")}
+        print(
+            f"{len(planned)} cells: {counts['run']} to run, {counts['done']} done, {counts['failed']} failed; "
+            f"results: {grid.results}"
+        )
+        return 0
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `kill` stops the runs in flight too, as Ctrl-C does
+    summary = run_sweep(
+        grid.cells,
+        grid.results,
+        workers=args.workers,
+        limit=args.limit,
+        retry_failed=args.retry_failed,
+        isolate=not args.in_process,
+        progress=not args.quiet,
+    )
+    if summary.dropped_partial_line:
+        print(f"dropped a partial last line of {grid.results} (a run killed while writing); its cell was redone", file=sys.stderr)
+    print(
+        f"{summary.ok} ok, {summary.failed} failed in this sweep; {summary.done_before} done before; "
+        f"{summary.failed_before} failed before (--retry-failed redoes them); {summary.not_started} left by --limit"
+    )
+    print(f"results: {grid.results}  report: mixtune report {grid.results}")
+    return 1 if summary.failed else 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mixtune.bench.report import write_report
+
+    paths = [Path(p) for p in args.results]
+    out = Path(args.out) if args.out else paths[0].parent / f"{paths[0].stem}-report"
+    headline = write_report(paths, out, args.baseline)
+    print(headline)
+    print(f"report: {out / 'report.md'}")
+    return 0

@@ -1,0 +1,304 @@
+"""Running a grid: every run in a fresh spawned process, every finished run appended to the results file.
+
+A fresh process per run makes peak_memory_mb (ru_maxrss) that run's own, and a crash (or an out-of-memory
+kill) costs only that run: it is recorded as failed and the sweep goes on.
+Resume is the default: cells already "ok" in the results file are skipped; failed cells are skipped too
+unless retry_failed (a failure is usually deterministic: fix the cause, then pass --retry-failed).
+Killing the sweep loses at most the runs in flight.
+
+The function that does one run is named by a target string, 'package.module:function' or
+'path/to/file.py:function', taking a RunConfig and returning a run record; tests pass a fake one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import multiprocessing
+import os
+import re
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from mixtune.bench.grid import Cell
+from mixtune.bench.results import ResultsWriter, cell_status, read_results, result_line
+from mixtune.config import RunConfig, build_config
+from mixtune.errors import MixtuneError
+
+DEFAULT_TARGET = "mixtune.bench.runner:run_cell"
+TRACEBACK_CHARS = 4000
+LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.(.+)$")
+ROLE_PREFIXES = ("attention.self.", "attention.attn.")
+
+
+# --- one run ----------------------------------------------------------------------------------------
+def run_cell(config: RunConfig) -> dict[str, Any]:
+    """The real run, not exported; mixup runs also get a per-layer summary of the learned alpha."""
+    from mixtune.run import run
+
+    return run(config, progress=False, write=False, on_trained=add_alpha_summary)
+
+
+def add_alpha_summary(model: Any, record: dict[str, Any]) -> None:
+    summary = alpha_summary(model)
+    if summary:
+        record["alpha_summary"] = summary
+
+
+def alpha_summary(model: Any) -> list[dict[str, Any]]:
+    """Per mixup layer: mean coefficient on the task weight W and on the pretrained W0 (and W's range).
+
+    A layer whose W coefficient stays near 1 (released init) keeps its finetuned weight; one that falls
+    towards 0 stays near pretrained. The report's heatmap is drawn from this alone.
+    """
+    import torch
+
+    from mixtune.mixup.inject import mixup_layers
+
+    rows = []
+    with torch.no_grad():
+        for name, layer in mixup_layers(model):
+            on_task, on_pretrained = layer.coefficients()
+            index, role = layer_position(name)
+            rows.append(
+                {
+                    "module": name,
+                    "layer": index,
+                    "role": role,
+                    "task_mean": round(on_task.mean().item(), 6),
+                    "pretrained_mean": round(on_pretrained.mean().item(), 6),
+                    "task_min": round(on_task.min().item(), 6),
+                    "task_max": round(on_task.max().item(), 6),
+                }
+            )
+    return rows
+
+
+def layer_position(name: str) -> tuple[int | None, str]:
+    """(layer index, module role) from a module name: 'bert.encoder.layer.3.attention.self.query' -> (3, 'query')."""
+    match = LAYER_PATTERN.search(name)
+    index, rest = (int(match.group(1)), match.group(2)) if match else (None, ".".join(name.split(".")[-2:]))
+    for prefix in ROLE_PREFIXES:
+        rest = rest.removeprefix(prefix)
+    return index, rest.removesuffix(".dense")
+
+
+def resolve_target(target: str) -> Callable[[RunConfig], dict[str, Any]]:
+    """The run function named by 'module:function', or by 'file.py:function' (loadable in any process)."""
+    where, sep, name = target.rpartition(":")
+    if not sep or not where:
+        raise MixtuneError(f"run target {target!r} is not 'module:function' or 'file.py:function'")
+    if where.endswith(".py"):
+        if not Path(where).is_file():
+            raise MixtuneError(f"run target file {where} does not exist: check the path")
+        spec = importlib.util.spec_from_file_location(f"mixtune_bench_target_{Path(where).stem}", where)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(where)
+    return getattr(module, name)
+
+
+def attempt(target: str, values: dict[str, Any]) -> dict[str, Any]:
+    """One run as an outcome dict: the record with status "ok", or the error with status "failed".
+
+    Exceptions (NaN loss is a FloatingPointError) become failures; KeyboardInterrupt and SystemExit pass.
+    """
+    started = time.perf_counter()
+    try:
+        record = resolve_target(target)(build_config(values))
+    except Exception as exc:  # noqa: BLE001  (any failure of one run is recorded, not fatal to the sweep)
+        return failure(f"{type(exc).__name__}: {exc}", time.perf_counter() - started, traceback.format_exc())
+    return {"status": "ok", **record}
+
+
+def failure(error: str, seconds: float, trace: str = "") -> dict[str, Any]:
+    first_line = error.strip().splitlines()[0] if error.strip() else "unknown error"
+    return {"status": "failed", "error": first_line, "traceback": trace[-TRACEBACK_CHARS:], "time_s": {"total": seconds}}
+
+
+def _child(target: str, values: dict[str, Any], threads: int, conn: Connection) -> None:
+    """Entry point of a run's process: send back the outcome through the pipe.
+
+    Ctrl-C is left to the sweep, which stops its runs itself (no traceback from every child).
+    """
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+    conn.send(attempt(target, values))
+    conn.close()
+
+
+# --- many runs ----------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    cell: Cell
+    process: BaseProcess
+    conn: Connection
+    started: float
+
+
+def run_in_processes(
+    cells: list[Cell], target: str, workers: int, on_start: Callable[[Cell], None]
+) -> Iterator[tuple[Cell, dict]]:
+    """Run cells in fresh spawned processes, `workers` at a time; yields (cell, outcome) as each ends."""
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    pending = list(reversed(cells))
+    running: list[Job] = []
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                cell = pending.pop()
+                receiver, sender = context.Pipe(duplex=False)
+                process = context.Process(target=_child, args=(target, cell.values, threads, sender))
+                process.start()
+                sender.close()  # the child holds the only sending end: its death shows as end-of-file
+                running.append(Job(cell, process, receiver, time.perf_counter()))
+                on_start(cell)
+            wait([job.conn for job in running] + [job.process.sentinel for job in running])
+            for job in [j for j in running if j.conn.poll() or not j.process.is_alive()]:
+                running.remove(job)
+                yield job.cell, _collect(job)
+    finally:
+        for job in running:
+            job.process.terminate()
+            job.process.join()
+
+
+def _collect(job: Job) -> dict[str, Any]:
+    """The outcome a finished process sent, or a failure saying how it died."""
+    try:
+        outcome = job.conn.recv() if job.conn.poll() else None
+    except EOFError:
+        outcome = None
+    job.conn.close()
+    job.process.join()
+    if outcome is not None:
+        return outcome
+    code = job.process.exitcode
+    how = f"killed by signal {-code} (out of memory?)" if code is not None and code < 0 else f"exit code {code}"
+    return failure(f"the run's process died without a result ({how})", time.perf_counter() - job.started)
+
+
+def run_in_this_process(cells: list[Cell], target: str, on_start: Callable[[Cell], None]) -> Iterator[tuple[Cell, dict]]:
+    """Sequential runs in the calling process: for debugging (pdb) and fast tests; memory peaks accumulate."""
+    for cell in cells:
+        on_start(cell)
+        yield cell, attempt(target, cell.values)
+
+
+# --- the sweep ----------------------------------------------------------------------------------------
+@dataclass
+class SweepSummary:
+    ok: int = 0
+    failed: int = 0
+    done_before: int = 0
+    failed_before: int = 0  # failed earlier and not retried
+    not_started: int = 0  # left for a later sweep by --limit
+    dropped_partial_line: bool = False
+
+
+def plan(cells: list[Cell], results: Path, retry_failed: bool) -> list[tuple[Cell, str]]:
+    """Each cell with what the sweep will do: "run", "done" (ok in the results) or "failed" (skipped)."""
+    status = cell_status(read_results(results))
+    planned = []
+    for cell in cells:
+        previous = status.get(cell.id)
+        action = "done" if previous == "ok" else "failed" if previous == "failed" and not retry_failed else "run"
+        planned.append((cell, action))
+    return planned
+
+
+def run_sweep(
+    cells: list[Cell],
+    results: Path,
+    target: str = DEFAULT_TARGET,
+    workers: int = 1,
+    limit: int | None = None,
+    retry_failed: bool = False,
+    isolate: bool = True,
+    progress: bool = True,
+) -> SweepSummary:
+    """Run every cell not yet in `results`, appending one line per finished run."""
+    if workers < 1:
+        raise MixtuneError(f"--workers must be at least 1, got {workers}")
+    if not isolate and workers != 1:
+        raise MixtuneError("--in-process runs one at a time: drop --workers or --in-process")
+    with ResultsWriter(results) as writer:
+        planned = plan(cells, results, retry_failed)
+        todo = [cell for cell, action in planned if action == "run"]
+        summary = SweepSummary(
+            done_before=sum(action == "done" for _, action in planned),
+            failed_before=sum(action == "failed" for _, action in planned),
+            dropped_partial_line=writer.dropped_partial,
+        )
+        if limit is not None:
+            summary.not_started = max(0, len(todo) - limit)
+            todo = todo[:limit]
+        with SweepProgress(summary, len(todo), progress) as shown:
+            if isolate:
+                runs = run_in_processes(todo, target, workers, shown.started)
+            else:
+                runs = run_in_this_process(todo, target, shown.started)
+            with contextlib.closing(runs) as outcomes:  # closing stops the runs in flight on any exit
+                for cell, outcome in outcomes:
+                    writer.append(result_line(cell, outcome))
+                    shown.finished(cell, outcome)
+    return summary
+
+
+class SweepProgress:
+    """The tqdm bar over the grid: runs in flight as its description, ETA from this sweep's runs."""
+
+    def __init__(self, summary: SweepSummary, todo: int, enabled: bool) -> None:
+        self.summary = summary
+        self.enabled = enabled
+        initial = summary.done_before + summary.failed_before
+        self.bar = tqdm(total=initial + todo, initial=initial, disable=not enabled, unit="run", dynamic_ncols=True)
+        self.in_flight: list[str] = []
+
+    def started(self, cell: Cell) -> None:
+        self.in_flight.append(cell.describe())
+        self.bar.set_description_str(", ".join(self.in_flight))
+
+    def finished(self, cell: Cell, outcome: dict[str, Any]) -> None:
+        self.in_flight.remove(cell.describe())
+        self.bar.set_description_str(", ".join(self.in_flight))
+        if outcome["status"] == "ok":
+            self.summary.ok += 1
+        else:
+            self.summary.failed += 1
+        self.bar.set_postfix(failed=self.summary.failed, refresh=False)
+        self.bar.update(1)
+        if self.enabled:
+            self.bar.write(outcome_line(cell, outcome))
+
+    def __enter__(self) -> SweepProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
+def outcome_line(cell: Cell, outcome: dict[str, Any]) -> str:
+    """One line per finished run, e.g. 'ok      rte mixup-blo n300 s1: accuracy 61.73 (412 s, 1830 MB)'."""
+    seconds = outcome.get("time_s", {}).get("total", 0.0)
+    if outcome["status"] != "ok":
+        return f"FAILED  {cell.describe()}: {outcome['error']} ({seconds:.0f} s)"
+    metric = outcome.get("main_metric", "")
+    scores = [v.get(metric) for k, v in outcome.get("metrics", {}).items() if k != "dev"]
+    shown = " / ".join(f"{s:.2f}" for s in scores if isinstance(s, (int, float)))
+    memory = outcome.get("peak_memory_mb", 0.0)
+    return f"ok      {cell.describe()}: {metric} {shown} ({seconds:.0f} s, {memory:.0f} MB)"

@@ -1,0 +1,123 @@
+"""CHILD-TUNING (Xu et al. 2021): each step updates only a "child network" of the parameters.
+
+child-tuning-d: the child is chosen once, before training, by Fisher information and kept fixed;
+it covers the transformer layer stack only (embeddings, pooler and classifier update normally).
+child-tuning-f: a fresh random child every step, the kept gradients rescaled by 1/p so the expected
+gradient is the full one; it covers every gradient, as the published optimiser does.
+
+p is the fraction of entries KEPT (updated) in both, 0.3 by default (the paper's main setting).
+The masks act on gradients before the shared loop clips them (the published code clips first,
+inside its Trainer, then masks in the optimiser): clipping here sees the child's gradient norm.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from mixtune.config import RunConfig
+from mixtune.errors import MixtuneError
+from mixtune.methods.base import Method, register
+from mixtune.train import batch_loss
+
+# The transformer layer stack: BERT/RoBERTa encoder.layer.N, DistilBERT transformer.layer.N, others layers.N.
+LAYER_STACK = re.compile(r"(^|\.)layers?\.\d+\.")
+FISHER_CLIP_NORM = 1.0  # the published code clips each tensor's gradient to max_grad_norm (1.0) before squaring
+
+
+@dataclass
+class ChildTuningHyperparameters:
+    p: float = 0.3  # fraction of entries kept (updated)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.p <= 1.0:
+            raise MixtuneError(
+                f"child-tuning p is the fraction of entries kept and must be in (0, 1], got {self.p}: pass e.g. --method-arg p=0.3"
+            )
+
+
+def layer_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """Trainable parameters of the transformer layer stack."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad and LAYER_STACK.search(n)]
+    if not params:
+        raise MixtuneError(
+            "child-tuning-d found no layer stack (no parameter named like 'encoder.layer.N.'): use another method for this model"
+        )
+    return params
+
+
+def fisher_information(model: nn.Module, loader: DataLoader, params: list[tuple[str, nn.Parameter]]) -> dict[str, torch.Tensor]:
+    """Mean over the loader's batches of each entry's squared gradient, in train mode as published."""
+    fisher = {name: torch.zeros_like(param) for name, param in params}
+    model.train()
+    for batch in loader:
+        model.zero_grad(set_to_none=True)
+        batch_loss(model, batch).backward()
+        for name, param in params:
+            if param.grad is not None:
+                torch.nn.utils.clip_grad_norm_(param, FISHER_CLIP_NORM)
+                fisher[name] += param.grad.detach() ** 2 / len(loader)
+    model.zero_grad(set_to_none=True)
+    return fisher
+
+
+def global_top_masks(scores: dict[str, torch.Tensor], keep: float) -> dict[str, torch.Tensor]:
+    """True for entries at or above one threshold over all tensors, chosen so `keep` of all entries pass."""
+    flat = torch.cat([s.flatten() for s in scores.values()])
+    kept = max(1, round(keep * flat.numel()))
+    threshold = flat.kthvalue(flat.numel() - kept + 1).values
+    return {name: s >= threshold for name, s in scores.items()}
+
+
+@register
+class ChildTuningD(Method):
+    """CHILD-TUNING_D: a fixed Fisher mask on the layer stack's gradients, no rescaling.
+
+    Entries outside the mask get zero gradient at every step, so Adam's moments and update stay exactly
+    zero for them. AdamW's decoupled weight decay still shrinks them by (1 - lr * wd) per step, as in the
+    published ChildTuningAdamW (which masks the gradient only); with weight decay 0 they never change.
+    Defaults: the paper's lr 4e-5, 3 epochs.
+    """
+
+    name = "child-tuning-d"
+    Hyperparameters = ChildTuningHyperparameters
+    default_lr = 4e-5
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(config)
+        self.masks: dict[str, torch.Tensor] = {}
+
+    def on_train_start(self, model: nn.Module, loader: DataLoader, total_steps: int) -> None:
+        self.masks = global_top_masks(fisher_information(model, loader, layer_parameters(model)), self.hp.p)
+
+    def before_optimizer_step(self, model: nn.Module, step: int) -> None:
+        for name, param in model.named_parameters():
+            if name in self.masks and param.grad is not None:
+                param.grad.mul_(self.masks[name])
+
+
+@register
+class ChildTuningF(Method):
+    """CHILD-TUNING_F: every gradient times Bernoulli(p) / p, drawn anew each step (task-free).
+
+    The masks come from a generator seeded with the run seed, so runs repeat exactly. Default lr 4e-5,
+    as for D: the paper tunes both variants over the same learning-rate grid.
+    """
+
+    name = "child-tuning-f"
+    Hyperparameters = ChildTuningHyperparameters
+    default_lr = 4e-5
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(config)
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    def before_optimizer_step(self, model: nn.Module, step: int) -> None:
+        for param in model.parameters():
+            if param.grad is not None:
+                keep = torch.empty_like(param.grad).bernoulli_(self.hp.p, generator=self.generator)
+                param.grad.mul_(keep).div_(self.hp.p)

@@ -1,0 +1,100 @@
+"""The report's numbers against the hand-made results file of conftest.report_results (worked out by hand)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mixtune.bench.report import bootstrap_ci, load_runs, reported_split, win_rate, write_report
+from mixtune.errors import MixtuneError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def report(report_results, tmp_path):
+    out = tmp_path / "report"
+    headline = write_report([report_results], out)
+    return headline, (out / "report.md").read_text(), out
+
+
+def section(text: str, title: str) -> str:
+    """The lines of one '### title' section of the n = 300 part."""
+    part = text.split("## Model default, n = 300")[1].split("## Model default, n = 500")[0]
+    return part.split(f"### {title}")[1].split("###")[0]
+
+
+def row(text: str, method: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| {method} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")][1:]
+
+
+def test_loading_keeps_the_last_ok_run_per_cell_and_unfixed_failures(report_results):
+    loaded = load_runs([report_results])
+    assert len(loaded.runs) == 6 + 6 + 2 + 2
+    assert [(f["key"]["method"], f["key"]["task"]) for f in loaded.failed] == [("lora", "cola")]
+
+
+def test_headline_table_means_stds_bold_best_and_seed_counts(report):
+    headline, text, _ = report
+    table = section(text, "Test scores (main metric of each task)")
+    assert "n = 3 per cell, except where marked" in table
+    assert table.index("| method | cola | rte | Average |") > 0  # GLUE order: cola before rte
+    # cola: vanilla 10 20 30, mixup 0 25 35 (a tie at 20.00: both bold); rte: lora best at 61
+    assert row(table, "vanilla") == ["**20.00 ± 10.00**", "52.00 ± 2.00", "36.00 ± 6.00"]
+    assert row(table, "mixup-blo") == ["**20.00 ± 18.03**", "54.00 ± 2.65", "**37.00 ± 9.84**"]
+    assert row(table, "lora") == ["—", "**61.00 ± 1.41** (n=2)", "—"]
+    assert "| mixup-blo | **20.00 ± 18.03** |" in headline
+
+
+def test_stability_worst_seed_and_degenerate_runs(report):
+    table = section(report[1], "Stability")
+    assert row(table, "vanilla") == ["σ 10.00 · worst 10.00 (s1) · degenerate 0/3", "σ 2.00 · worst 50.00 (s1) · degenerate 1/3"]
+    assert row(table, "mixup-blo")[0] == "σ 18.03 · worst 0.00 (s1) · degenerate 1/3"  # CoLA MCC 0
+    assert row(table, "lora") == ["—", "σ 1.41 · worst 60.00 (s1) · degenerate 0/2"]
+
+
+def test_paired_differences_bootstrap_interval_and_win_rate(report):
+    table = section(report[1], "Paired comparison with vanilla")
+    # cola diffs -10, 5, 5; rte diffs 3, 0, 3 (the tie counts half: 2.5 / 3); lora rte 10, 10
+    assert row(table, "mixup-blo") == ["+0.00 [-10.00, +5.00] · win 67% (n=3)", "+2.00 [+0.00, +3.00] · win 83% (n=3)"]
+    assert row(table, "lora") == ["—", "+10.00 [+10.00, +10.00] · win 100% (n=2)"]
+    assert "| vanilla |" not in table
+
+
+def test_cost_is_median_and_median_paired_ratio(report):
+    table = section(report[1], "Cost")
+    assert row(table, "vanilla") == ["6", "10.0", "1.00x", "1000", "1.00x"]
+    assert row(table, "mixup-blo") == ["6", "20.0", "2.00x", "1500", "1.50x"]  # ratios 3 2 4 2 2 2
+
+
+def test_alpha_failures_and_settings_sections(report):
+    text = report[1]
+    alpha = section(text, "Learned alpha")
+    assert row(alpha, "mixup-blo") == ["0.905 / 0.010", "0.500 / 0.200"]
+    assert "| vanilla |" not in alpha
+    assert "| cola | lora | 300 | 1 | RuntimeError: boom / bang |" in text
+    assert row(section(text, "Settings"), "vanilla") == ["2e-05", "3", "h"]
+
+
+def test_plots_are_written_and_linked(report):
+    _, text, out = report
+    for name in ("seeds_default_n300.png", "seeds_default_n500.png", "alpha_default_n300_mixup-blo.png", "sizes_default.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000, name
+        assert f"({name})" in text
+
+
+def test_statistics_helpers():
+    assert win_rate([1.0, 0.0, -1.0, 2.0]) == 0.625
+    low, high = bootstrap_ci([1.0, 2.0, 3.0, 4.0])
+    assert 1.0 <= low < 2.5 < high <= 4.0
+    assert bootstrap_ci([1.0, 2.0, 3.0, 4.0]) == (low, high)  # fixed seed
+    assert reported_split({"dev": {}, "matched": {}, "mismatched": {}}) == "matched"
+
+
+def test_no_finished_runs_is_a_user_error(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(MixtuneError, match="no finished runs"):
+        write_report([tmp_path / "empty.jsonl"], tmp_path / "out")
+    with pytest.raises(MixtuneError, match="does not exist"):
+        write_report([tmp_path / "missing.jsonl"], tmp_path / "out")
