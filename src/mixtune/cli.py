@@ -1,4 +1,4 @@
-"""The `mixtune` command: train, predict (bench and report come from mixtune.bench)."""
+"""The `mixtune` command: train and predict here; bench and report from mixtune.bench."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mixtune.bench.cli import add_bench_parsers
 from mixtune.config import build_config, flag_specs, load_yaml, set_dotted
 from mixtune.errors import MixtuneError
 
@@ -100,12 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_train_parser(subparsers)
     add_predict_parser(subparsers)
-    try:
-        from mixtune.bench.cli import add_bench_parsers
-    except ImportError:
-        pass
-    else:
-        add_bench_parsers(subparsers)
+    add_bench_parsers(subparsers)
     return parser
 
 

@@ -26,7 +26,7 @@ from mixtune.data import load_task
 from mixtune.data.batching import encode, make_loader
 from mixtune.data.sampling import low_resource_indices
 from mixtune.errors import MixtuneError
-from mixtune.methods import make_method, method_class
+from mixtune.methods import method_class
 from mixtune.metrics import evaluate, predict_logits
 from mixtune.models import load_model
 from mixtune.train import FitContext

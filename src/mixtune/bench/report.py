@@ -354,7 +354,7 @@ def method_order(runs: list[Run], baseline: str) -> list[str]:
 def _overview(paths: list[Path], loaded: Loaded, baseline: str) -> list[str]:
     lines = [
         f"From {', '.join(f'`{p}`' for p in paths)}: {len(loaded.runs)} finished runs; "
-        f"{len(loaded.failed)} cells failed with no finished run (listed at the end).",
+        f"{len(loaded.failed)} cells failed with no finished run" + (" (listed at the end)." if loaded.failed else "."),
         f"Scores are in percent on the task's test set (the official GLUE dev set; MNLI: matched). Baseline: {baseline}.",
         "",
     ]
