@@ -1,4 +1,4 @@
-"""The `mixtune` command: train and predict here; bench and report from mixtune.bench."""
+"""The `mixtune` command: train and predict here; bench, select and report from mixtune.bench."""
 
 from __future__ import annotations
 

@@ -69,11 +69,14 @@ def run(
     overwrite: bool = False,
     write: bool = True,
     on_trained: Callable[[nn.Module, dict[str, Any]], None] | None = None,
+    search_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and (if `write`) export one run; returns its record.
 
     `on_trained(model, record)` sees the trained, evaluated model before export, so a caller can add to
     the record what only the model holds (the benchmark's per-layer alpha summary) without exporting it.
+    `search_cache`: a folder where mixup-blo stores and reuses its search phase (see mixtune.mixup.search_cache);
+    a run that reused one has "search_cached": true, and its time_s.search is the original search's.
     """
     validate(config)
     started = time.perf_counter()
@@ -99,7 +102,7 @@ def run(
         encode(examples, tokenizer, max_length, regression), tokenizer, config.train.eval_batch_size, shuffle=False
     )
 
-    ctx = FitContext(train_features, tokenizer, config, config.seed, progress=progress)
+    ctx = FitContext(train_features, tokenizer, config, config.seed, progress=progress, search_cache=search_cache)
     model = method.fit(model, ctx)
 
     eval_started = time.perf_counter()
@@ -122,6 +125,8 @@ def run(
     }
     record["time_s"] = {**ctx.phase_times, "total": time.perf_counter() - started}
     record["peak_memory_mb"] = peak_memory_mb()
+    if ctx.search_cached:
+        record["search_cached"] = True
     if on_trained is not None:
         on_trained(model, record)
     if not write:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -25,6 +26,8 @@ class FitContext:
     """What a method needs to train: the encoded training set, the tokenizer, the config, the seed.
 
     Methods record their phases' wall times in `phase_times` and anything worth keeping in `log`.
+    `search_cache`: a folder where mixup-blo keeps finished searches (None: no caching); a method that
+    loaded its search from there sets `search_cached`.
     """
 
     features: list[dict]
@@ -32,8 +35,10 @@ class FitContext:
     config: RunConfig
     seed: int
     progress: bool = True
+    search_cache: Path | None = None
     phase_times: dict[str, float] = field(default_factory=dict)
     log: dict[str, Any] = field(default_factory=dict)
+    search_cached: bool = False
 
     def loader(self, features: list[dict] | None = None, shuffle: bool = True, seed_offset: int = 0) -> DataLoader:
         features = self.features if features is None else features

@@ -52,3 +52,8 @@ def die_or_fail(config: RunConfig) -> dict[str, Any]:
     if config.seed == 3:
         raise FloatingPointError("training loss became nan: lower the learning rate")
     return ok_run(config)
+
+
+def echo_options(config: RunConfig, search_cache: str | None = None) -> dict[str, Any]:
+    """A finished run that records the search_cache option it was given."""
+    return {**ok_run(config), "search_cache": search_cache}

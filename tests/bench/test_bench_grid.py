@@ -17,7 +17,7 @@ TABLE_METHODS = ("vanilla", "mixup-blo", "child-tuning-d", "child-tuning-f", "dp
 
 def write(tmp_path: Path, values: dict) -> Path:
     path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump(values))
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
     return path
 
 
@@ -99,6 +99,20 @@ def test_methods_without_regression_skip_regression_tasks(tmp_path, monkeypatch)
         ({"base": {"data": {"data_dir": "/no/such/glue"}}}, "data_dir /no/such/glue does not exist"),
         ({"models": ["./no/such/model"]}, "model path ./no/such/model does not exist"),
         ({"results": 3}, "'results' must be a file path"),
+        ({"search_cache": 3}, "'search_cache' must be a folder path"),
+        ({"sweep": [1, 2]}, "bench config key 'sweep' must be a mapping"),
+        ({"sweep": {"train.lr": [1e-4, 1e-4]}}, "bench config sweep: 'train.lr' lists a value twice (1e-04, 1e-04)"),
+        ({"overrides": {"vanilla": {"sweep": {"train.lr": []}}}}, "overrides.vanilla.sweep: 'train.lr' must be a non-empty list"),
+        ({"overrides": {"vanilla": {"sweep": {"train.lr": 1e-4}}}}, "'train.lr' must be a non-empty list"),
+        ({"overrides": {"vanilla": {"sweep": {"train.lr": ["fast"]}}}}, "vanilla.sweep: config key 'train.lr' must be a number"),
+        ({"overrides": {"vanilla": {"sweep": {"train.lrr": [1]}}}}, "overrides.vanilla.sweep: unknown config key 'train.lrr'"),
+        ({"overrides": {"vanilla": {"sweep": {"data.task": ["rte"]}}}}, "sweeps 'data.task': the grid sets it"),
+        ({"overrides": {"vanilla": {"sweep": {"train.lr": [1e-4, 0.0001]}}}}, "'train.lr' lists a value twice"),
+        ({"overrides": {"vanilla": {"sweep": {"method_args.p": [0.1]}}}}, "method 'vanilla' has no hyperparameter 'p'"),
+        ({"overrides": {"vanilla": {"train": {"lr": 1e-4}, "sweep": {"train.lr": [2e-4]}}}}, "sets 'train.lr' and also sweeps"),
+        ({"sweep": {"train.lr": [2e-4]}, "overrides": {"vanilla": {"train": {"lr": 1e-4}}}}, "which overrides.vanilla sets"),
+        ({"grids": [{"sweep": {"train.epochs": [0]}}]}, "grids[0].sweep: config key 'train.epochs' must be positive"),
+        ({"overrides_file": "no/such/tuned.yaml"}, "overrides_file no/such/tuned.yaml does not exist (relative to"),
     ],
 )
 def test_config_errors_are_one_line_and_name_the_problem(tmp_path, values, message):
@@ -107,6 +121,64 @@ def test_config_errors_are_one_line_and_name_the_problem(tmp_path, values, messa
         load_grid(write(tmp_path, grid))
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_a_sweep_makes_one_labelled_row_per_combination(tmp_path):
+    path = write(tmp_path, {
+        "overrides": {
+            "vanilla": {"sweep": {"train.lr": [2.0e-5, 1.0e-4], "train.epochs": [3, 10]}},
+            "lora": {"train": {}, "sweep": {"train.lr": [1.25e-3]}},
+        },
+        "tasks": ["rte"], "sizes": [24], "methods": ["vanilla", "lora"], "seeds": [1, 2],
+    })
+    cells = load_grid(path).cells
+    assert [c.method for c in cells[::2]] == [
+        "vanilla[lr=2e-05,epochs=3]", "vanilla[lr=2e-05,epochs=10]", "vanilla[lr=1e-04,epochs=3]",
+        "vanilla[lr=1e-04,epochs=10]", "lora[lr=1.25e-03]",
+    ]
+    assert [c.seed for c in cells[:2]] == [1, 2]
+    assert cells[2].values["train"] == {"lr": 2e-5, "epochs": 10} and cells[2].values["method"] == "vanilla"
+    assert cells[-1].values["train"] == {"lr": 1.25e-3} and cells[-1].values["method"] == "lora"
+    assert len({c.config_hash for c in cells}) == 5
+
+
+def test_a_block_sweep_applies_to_every_method_after_its_own(tmp_path):
+    path = write(tmp_path, {
+        "sweep": {"train.epochs": [3, 10]},
+        "overrides": {"vanilla": {"sweep": {"train.lr": [2e-5]}}, "mixup-blo": {"sweep": {"search.epochs": [1]}}},
+        "sizes": [24], "seeds": [1],
+        "grids": [
+            {"tasks": ["rte"], "methods": ["vanilla", "mixup-blo"]},
+            {"tasks": ["rte"], "methods": ["joint"], "sweep": {"train.lr": [1e-4], "train.epochs": [2]}},
+        ],
+    })
+    assert [c.method for c in load_grid(path).cells] == [
+        "vanilla[lr=2e-05,epochs=3]", "vanilla[lr=2e-05,epochs=10]",
+        "mixup-blo[search.epochs=1,train.epochs=3]", "mixup-blo[search.epochs=1,train.epochs=10]",  # two *.epochs
+        "joint[lr=1e-04,epochs=2]",
+    ]
+
+
+def test_an_overrides_file_sits_under_the_configs_own_overrides(tmp_path):
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text(
+        "# Tuned settings chosen by `mixtune select` from results/tune.jsonl (dev split) on 2025-01-02.\n"
+        "# Rule: ...\n"
+        "vanilla: {train: {lr: 1.0e-4, epochs: 10}}\n"
+        "mixup-blo: {train: {lr: 5.0e-5, epochs: 10}}\n"
+    )
+    path = write(tmp_path, {
+        "overrides_file": str(tuned),
+        "overrides": {"mixup-blo": {"train": {"epochs": 3}, "search": {"splits": 2}}, "vanilla-released": {"method": "vanilla"}},
+        "tasks": ["rte"], "sizes": [24], "methods": ["vanilla", "mixup-blo", "vanilla-released"], "seeds": [1],
+    })
+    vanilla, mixup, released = load_grid(path).cells
+    assert vanilla.values["train"] == {"lr": 1e-4, "epochs": 10}
+    assert mixup.values["train"] == {"lr": 5e-5, "epochs": 3} and mixup.values["search"] == {"splits": 2}  # own wins
+    assert released.values.get("train") is None and released.settings_from is None
+    assert vanilla.settings_from == (
+        f"{tuned}: Tuned settings chosen by `mixtune select` from results/tune.jsonl (dev split) on 2025-01-02."
+    )
 
 
 def test_missing_axis_is_an_error(tmp_path):
@@ -122,15 +194,56 @@ def test_shipped_smoke_config(monkeypatch):
     assert len(grid.cells) == 4 and grid.results == Path("results/smoke.jsonl")
 
 
-def test_shipped_table_config(monkeypatch):
-    """230 cells: 6 tasks x 7 methods x 5 seeds, and joint/random-alpha on rte and mrpc (methods stubbed)."""
-    monkeypatch.chdir(REPO)
-    if not Path("../shared/data/glue").is_dir():
+@pytest.fixture
+def checkout(tmp_path, monkeypatch) -> Path:
+    """A working directory laid out as the repository's: benchmarks/ beside, the GLUE data at ../shared."""
+    glue = REPO.parent / "shared" / "data" / "glue"
+    if not glue.is_dir():
         pytest.skip("GLUE data not found beside the repository")
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "shared" / "data" / "glue").symlink_to(glue)
+    (tmp_path / "main" / "benchmarks").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "main")
+    return tmp_path / "main"
+
+
+def test_shipped_table_config(checkout, monkeypatch):
+    """290 cells: 6 tasks x (7 methods + 2 released rows) x 5 seeds, and joint/random-alpha on rte and mrpc."""
     for name in TABLE_METHODS:
         monkeypatch.setitem(METHODS, name, type(name, (Method,), {"name": name}))
+    (checkout / "benchmarks" / "tuned_n300.yaml").write_text(
+        "# Tuned settings chosen by `mixtune select` from results/tune_n300.jsonl (dev split) on 2025-01-02.\n"
+        "vanilla: {train: {lr: 1.0e-4, epochs: 10}}\nmixup-blo: {train: {lr: 5.0e-5, epochs: 10}}\n"
+    )
     grid = load_grid(REPO / "benchmarks" / "table_n300.yaml")
-    assert len(grid.cells) == 6 * 7 * 5 + 2 * 2 * 5 and not grid.skipped
+    assert len(grid.cells) == 6 * 9 * 5 + 2 * 2 * 5 and not grid.skipped
     assert {c.size for c in grid.cells} == {300} and {c.seed for c in grid.cells} == {1, 2, 3, 4, 5}
     assert {c.task for c in grid.cells if c.method == "joint"} == {"rte", "mrpc"}
     assert all(c.model is None for c in grid.cells)
+    assert grid.search_cache == Path("runs/search-cache")
+    settings = {c.method: (c.values["method"], c.values.get("train"), c.settings_from is not None) for c in grid.cells}
+    assert settings["vanilla"] == ("vanilla", {"lr": 1e-4, "epochs": 10}, True)
+    assert settings["mixup-blo"] == ("mixup-blo", {"lr": 5e-5, "epochs": 10}, True)
+    assert settings["vanilla-released"] == ("vanilla", {"lr": 2e-5, "epochs": 3}, False)
+    assert settings["mixup-blo-released"] == ("mixup-blo", {"lr": 2e-5, "epochs": 3}, False)
+
+
+def test_shipped_table_config_says_to_run_the_tuning_first(checkout):
+    with pytest.raises(MixtuneError) as error:
+        load_grid(REPO / "benchmarks" / "table_n300.yaml")
+    assert "overrides_file benchmarks/tuned_n300.yaml does not exist" in str(error.value)
+    assert "run the tuning first" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_shipped_tune_config(checkout):
+    """168 cells: 7 methods x (lr in d, 2.5d, 5d with d the method's default_lr) x (3, 10 epochs) x 2 tasks x 2 seeds."""
+    grid = load_grid(REPO / "benchmarks" / "tune_n300.yaml")
+    assert len(grid.cells) == 7 * 3 * 2 * 2 * 2 and not grid.skipped
+    assert grid.results == Path("results/tune_n300.jsonl") and grid.search_cache == Path("runs/search-cache")
+    assert {c.task for c in grid.cells} == {"rte", "mrpc"} and {c.seed for c in grid.cells} == {1, 2}
+    for name in TABLE_METHODS[:7]:
+        own = [c.values for c in grid.cells if c.values["method"] == name]
+        default = METHODS[name].default_lr
+        assert sorted({v["train"]["lr"] for v in own}) == pytest.approx([default, 2.5 * default, 5 * default]), name
+        assert {v["train"]["epochs"] for v in own} == {3, 10}
+        assert all(set(v) == {"data", "train", "method", "model", "seed"} for v in own)  # search at its defaults

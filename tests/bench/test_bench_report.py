@@ -98,3 +98,31 @@ def test_no_finished_runs_is_a_user_error(tmp_path):
         write_report([tmp_path / "empty.jsonl"], tmp_path / "out")
     with pytest.raises(MixtuneError, match="does not exist"):
         write_report([tmp_path / "missing.jsonl"], tmp_path / "out")
+
+
+def test_settings_say_where_tuned_values_came_from_and_cached_searches_cost_what_they_did(tmp_path):
+    """vanilla ran with settings from a tuned file, vanilla-released from the config itself; mixup-blo seed 2
+    loaded its search (200 s, 3000 MB when it ended) from the cache, so it counts 10 + 200 s and 3000 MB."""
+    import json
+
+    from .conftest import record_line
+
+    source = "benchmarks/tuned.yaml: Tuned settings chosen by `mixtune select` from results/tune.jsonl on 2025-01-02."
+    cached = {"search_cached": True, "time_s": {"total": 10.0, "search": 200.0}, "log": {"search": {"peak_memory_mb": 3000.0}}}
+    lines = [
+        record_line("rte", "vanilla", 1, 50, settings_from=source),
+        record_line("rte", "vanilla-released", 1, 50),
+        record_line("rte", "mixup-blo", 1, 50, seconds=210.0, memory=3000.0, settings_from=source),
+        record_line("rte", "mixup-blo", 2, 50, memory=1500.0, settings_from=source, **cached),
+    ]
+    path = tmp_path / "table.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_report([path], tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    settings = section(text + "## Model default, n = 500", "Settings")
+    assert row(settings, "vanilla") == ["2e-05", "3", "h", "`benchmarks/tuned.yaml`"]
+    assert row(settings, "vanilla-released") == ["2e-05", "3", "h", "the bench config"]
+    assert f"- `benchmarks/tuned.yaml`: {source.partition(': ')[2]}" in settings
+    cost = section(text + "## Model default, n = 500", "Cost")
+    assert "1 runs (mixup-blo) loaded their search from the search cache" in cost
+    assert row(cost, "mixup-blo") == ["2", "210.0", "21.00x", "3000", "3.00x"]

@@ -91,6 +91,28 @@ def test_runs_in_spawned_processes_survive_a_dying_run(make_grid, results_path):
     assert by_seed[3]["error"].startswith("FloatingPointError")
 
 
+def test_search_cache_and_settings_source_reach_the_runs_and_their_lines(tmp_path, results_path):
+    """The grid's search_cache is passed to the run (here in a spawned process); lines say where settings came from."""
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text("# Tuned settings chosen by `mixtune select` on 2025-01-02.\nvanilla: {train: {lr: 1.0e-4}}\n")
+    config = tmp_path / "grid.yaml"
+    config.write_text(
+        f"search_cache: {tmp_path / 'cache'}\noverrides_file: {tuned}\n"
+        "overrides: {mixup-blo: {sweep: {train.epochs: [2]}}}\n"
+        "tasks: [rte]\nsizes: [24]\nmethods: [vanilla, mixup-blo]\nseeds: [1]\n"
+    )
+    grid = load_grid(config)
+    options = {"target": fake("echo_options"), "progress": False, "search_cache": grid.search_cache}
+    assert run_sweep(grid.cells[:1], results_path, **options).ok == 1  # a spawned process
+    assert run_sweep(grid.cells, results_path, isolate=False, **options).ok == 1  # the other, in this one
+    vanilla, mixup = read_results(results_path)
+    assert vanilla["search_cache"] == mixup["search_cache"] == str(tmp_path / "cache")
+    assert vanilla["settings_from"].startswith(f"{tuned}: Tuned settings chosen by") and "settings_from" not in mixup
+    assert mixup["key"]["method"] == "mixup-blo[epochs=2]" and mixup["method"] == "mixup-blo"
+    failed = run_sweep(grid.cells, tmp_path / "failed.jsonl", target=fake("nan_on_mixup"), isolate=False, progress=False)
+    assert failed.failed == 1 and read_results(tmp_path / "failed.jsonl")[1]["method"] == "mixup-blo"
+
+
 def test_layer_position_names_layer_and_role():
     assert layer_position("bert.encoder.layer.3.attention.self.query") == (3, "query")
     assert layer_position("bert.encoder.layer.0.attention.output.dense") == (0, "attention.output")

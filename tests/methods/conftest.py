@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification, BertTokenizer
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    BertTokenizer,
+)
 
 from mixtune.config import build_config
 from mixtune.methods import Method, make_method
@@ -55,7 +61,8 @@ def make_run(tiny_tokenizer) -> Callable[..., tuple[Method, FitContext]]:
     """(method, ctx) for a method name on n random examples; train settings as keyword arguments."""
 
     def make(method: str, n: int = 32, seed: int = 0, method_args: dict | None = None, **train) -> tuple[Method, FitContext]:
-        config = build_config({"method": method, "seed": seed, "method_args": method_args or {}, "train": {"batch_size": 8, **train}})
+        values = {"method": method, "seed": seed, "method_args": method_args or {}, "train": {"batch_size": 8, **train}}
+        config = build_config(values)
         return make_method(config), FitContext(random_features(n, seed), tiny_tokenizer, config, seed, progress=False)
 
     return make

@@ -37,7 +37,7 @@ def test_train_mode_mixed_weight_equals_the_current_weights_in_expectation():
     torch.testing.assert_close(draws[~pretrained], ((weight - 0.1 * weight0) / 0.9).expand_as(draws)[~pretrained])
 
 
-def test_prepare_wraps_the_mixup_targets_and_save_exports_a_plain_checkpoint(make_run, tiny_model, train, tiny_tokenizer, tmp_path):
+def test_wraps_the_mixup_targets_and_exports_a_plain_checkpoint(make_run, tiny_model, train, tiny_tokenizer, tmp_path):
     targets = target_module_names(tiny_model)
     method, ctx = make_run("mixout", lr=1e-3, epochs=1)
     model = train(method, tiny_model, ctx)

@@ -58,6 +58,7 @@ def test_setfit_trains_and_predicts_offline_with_the_local_minilm(minilm_tokeniz
 def test_setfit_refuses_regression_tasks(tmp_path, capsys):
     if not GLUE_DIR.is_dir():
         pytest.skip(f"GLUE data not found at {GLUE_DIR}")
-    code = main(["train", "--method", "setfit", "--task", "stsb", "--data-dir", str(GLUE_DIR), "--quiet", "--output-dir", str(tmp_path / "o")])
+    args = ["--task", "stsb", "--data-dir", str(GLUE_DIR), "--quiet", "--output-dir", str(tmp_path / "o")]
+    code = main(["train", "--method", "setfit", *args])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "method 'setfit' does not support regression tasks" in err and len(err.splitlines()) == 1

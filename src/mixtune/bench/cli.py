@@ -1,4 +1,4 @@
-"""The `mixtune bench` and `mixtune report` commands (added to the main parser by mixtune.cli)."""
+"""The `mixtune bench`, `mixtune select` and `mixtune report` commands (added to the main parser by mixtune.cli)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,18 @@ def add_bench_parsers(subparsers) -> None:
     report.add_argument("--baseline", default="vanilla", help="the method the others are compared with (default vanilla)")
     report.set_defaults(handler=cmd_report)
 
+    select = subparsers.add_parser(
+        "select",
+        help="choose each method's settings from a tuning sweep's results, on the dev split",
+        description="Per method, the variant (sweep row) with the best mean dev score over every (task, seed) "
+        "cell; only variants with every cell ok. Prints the table; writes the choice as bench overrides "
+        "(for a table config's overrides_file:).",
+    )
+    select.add_argument("results", help="results JSONL file of the tuning sweep (e.g. results/tune_n300.jsonl)")
+    select.add_argument("--split", default="dev", help="the split scored (default dev; the protocol never selects on test)")
+    select.add_argument("--out", help="overrides YAML to write (default: print it)")
+    select.set_defaults(handler=cmd_select)
+
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from mixtune.bench.grid import load_grid
@@ -52,7 +64,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         counts = {a: sum(action == a for _, action in planned) for a in ("run", "done", "failed")}
         print(
             f"{len(planned)} cells: {counts['run']} to run, {counts['done']} done, {counts['failed']} failed; "
-            f"results: {grid.results}"
+            f"results: {grid.results}" + (f"; search cache: {grid.search_cache}" if grid.search_cache else "")
         )
         return 0
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `kill` stops the runs in flight too, as Ctrl-C does
@@ -64,6 +76,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         isolate=not args.in_process,
         progress=not args.quiet,
+        search_cache=grid.search_cache,
     )
     if summary.dropped_partial_line:
         print(f"dropped a partial last line of {grid.results} (a run killed while writing); its cell was redone", file=sys.stderr)
@@ -77,6 +90,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     sys.exit(128 + signum)
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from mixtune.bench.select import run_select
+
+    return run_select(Path(args.results), args.split, Path(args.out) if args.out else None)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -1,32 +1,40 @@
 """The benchmark grid: a YAML file naming models x tasks x train sizes x methods x seeds, expanded into cells.
 
     results: results/table.jsonl          # optional; default results/<config stem>.jsonl
+    search_cache: runs/search-cache       # optional: mixup-blo runs share searches through this folder
     base: {data: {data_dir: ...}, train: {max_length: 128}}   # run-config values shared by every cell
-    overrides:                            # per method (or per labelled variant) on top of base
+    overrides_file: benchmarks/tuned.yaml # optional: more overrides (e.g. from `mixtune select`), under
+    overrides:                            # these own ones (a key set in both: the own value wins)
       lora: {train: {lr: 5.0e-4}}
       vanilla-released: {method: vanilla, train: {lr: 2.0e-5, epochs: 3}}   # a variant: its own row
+      vanilla: {sweep: {train.lr: [2.0e-5, 1.0e-4]}}   # one row per value: vanilla[lr=2e-05], vanilla[lr=1e-04]
+    sweep: {train.epochs: [3, 10]}        # optional: swept for every method (a block may set its own)
     tasks: [rte]                          # the axes: at the top level, or per block under grids:
     sizes: [300]
     methods: [vanilla, mixup-blo]
     seeds: [1, 2, 3]
-    grids:                                # optional; each block's missing axes come from the top level
+    grids:                                # optional; each block's missing axes (and sweep) come from the top
       - {tasks: [rte, mrpc], methods: [joint, random-alpha]}
 
-Relative paths (results, data_dir) are taken from the working directory, as `mixtune train` does.
-A cell's key includes a short hash of its effective settings (everything that differs from the defaults,
-except the grid's own axes and where the data lives), so changing an override makes new cells.
+A sweep maps dotted run-config keys to lists of values; a method (or variant) with one becomes one
+labelled row per combination, e.g. vanilla[lr=2e-05,epochs=3]. The method's own sweep comes first in the
+label and wins over the block's for the same key.
+Relative paths (results, search_cache, overrides_file, data_dir) are taken from the working directory, as
+`mixtune train` does. A cell's key includes a short hash of its effective settings (everything that differs
+from the defaults, except the grid's own axes and where the data lives), so changing an override makes new cells.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixtune.config import RunConfig, build_config, load_yaml
+from mixtune.config import RunConfig, build_config, load_yaml, set_dotted
 from mixtune.data.glue import glue_task
 from mixtune.errors import MixtuneError
 from mixtune.methods import METHODS
@@ -34,7 +42,8 @@ from mixtune.methods.base import parse_hyperparameters
 from mixtune.models import resolve_model
 
 AXES = ("models", "tasks", "sizes", "methods", "seeds")
-TOP_KEYS = ("results", "base", "overrides", "grids", *AXES)
+BLOCK_KEYS = (*AXES, "sweep")
+TOP_KEYS = ("results", "base", "overrides", "overrides_file", "search_cache", "grids", *BLOCK_KEYS)
 KEY_FIELDS = ("model", "task", "size", "method", "seed", "config_hash")
 # Set by the grid only; and left out of the settings hash together with where data and output live.
 GRID_OWNED = ("method", "model", "seed", "data.task", "data.train_size")
@@ -53,6 +62,7 @@ class Cell:
     seed: int
     config_hash: str
     values: dict[str, Any] = field(compare=False, hash=False, repr=False)  # nested values for build_config
+    settings_from: str | None = field(default=None, compare=False)  # the overrides_file its settings came from
 
     @property
     def key(self) -> dict[str, Any]:
@@ -73,6 +83,17 @@ class Grid:
     cells: list[Cell]
     skipped: list[str]  # why some combinations are not cells (a method that cannot do regression)
     results: Path
+    search_cache: Path | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An overrides entry: the method it runs, its override values, its own sweep, where they came from."""
+
+    method: str
+    values: dict[str, Any]
+    sweep: dict[str, list]
+    settings_from: str | None = None
 
 
 def cell_id(key: dict[str, Any]) -> str:
@@ -86,11 +107,11 @@ def load_grid(path: str | Path, results: str | Path | None = None) -> Grid:
     values = load_yaml(path)
     _check_keys(values, TOP_KEYS, "bench config")
     base = _mapping(values.get("base"), "base")
-    overrides = _mapping(values.get("overrides"), "overrides")
     for key in GRID_OWNED:
         if _has_dotted(base, key):
             raise MixtuneError(f"bench config base sets '{key}': the grid sets it; list it under the grid's axes instead")
-    labels = {label: _variant(label, spec) for label, spec in overrides.items()}
+    labels = _variants(_mapping(values.get("overrides"), "overrides"), values.get("overrides_file"))
+    top_sweep = _sweep(values.get("sweep"), "sweep")
     blocks = values.get("grids")
     if blocks is None:
         blocks = [{}]
@@ -101,18 +122,25 @@ def load_grid(path: str | Path, results: str | Path | None = None) -> Grid:
     for number, block in enumerate(blocks):
         where = f"grids[{number}]" if "grids" in values else "bench config"
         block = _mapping(block, where)
-        _check_keys(block, AXES, where)
+        _check_keys(block, BLOCK_KEYS, where)
         axes = {axis: _axis(block.get(axis, values.get(axis)), axis, where) for axis in AXES}
-        for cell in _expand(axes, base, labels, skipped, where):
+        sweep = _sweep(block["sweep"], f"{where}.sweep") if "sweep" in block else top_sweep
+        for cell in _expand(axes, base, labels, sweep, skipped, where):
             cells.setdefault(cell.id, cell)
-    return Grid(list(cells.values()), skipped, _results_path(path, results or values.get("results")))
+    search_cache = _optional_path(values.get("search_cache"), "search_cache", "folder")
+    return Grid(list(cells.values()), skipped, _results_path(path, results or values.get("results")), search_cache)
 
 
 def _results_path(config: Path, given: object) -> Path:
+    path = _optional_path(given, "results")
+    return Path("results") / f"{config.stem}.jsonl" if path is None else path
+
+
+def _optional_path(given: object, key: str, kind: str = "file") -> Path | None:
     if given is None:
-        return Path("results") / f"{config.stem}.jsonl"
-    if not isinstance(given, (str, Path)):
-        raise MixtuneError(f"bench config key 'results' must be a file path, got {given!r}")
+        return None
+    if not isinstance(given, (str, Path)) or not str(given):
+        raise MixtuneError(f"bench config key '{key}' must be a {kind} path, got {given!r}")
     return Path(given)
 
 
@@ -139,10 +167,44 @@ def _has_dotted(values: dict, dotted: str) -> bool:
     return True
 
 
-def _variant(label: str, spec: Any) -> tuple[str, dict]:
-    """(method name, override values) for an overrides entry: a method's own, or a labelled variant."""
+def _variants(own: dict, overrides_file: object) -> dict[str, Variant]:
+    """Every overrides entry, those of overrides_file merged under the config's own (own keys win)."""
+    source = _optional_path(overrides_file, "overrides_file")
+    if source is None:
+        return {label: _variant(label, spec) for label, spec in own.items()}
+    if not source.is_file():
+        raise MixtuneError(
+            f"bench config overrides_file {source} does not exist (relative to {Path.cwd()}): run the tuning first "
+            f"(mixtune bench <tuning config>, then mixtune select <its results> --out {source})"
+        )
+    given = load_yaml(source)
+    origin = _describe_source(source)
+    labels = {}
+    for label in [*own, *(label for label in given if label not in own)]:
+        if label not in given:
+            labels[label] = _variant(label, own[label])
+            continue
+        merged = deep_merge(_mapping(given[label], f"{source}: {label}"), _mapping(own.get(label), f"overrides.{label}"))
+        labels[label] = _variant(label, merged, origin)
+    return labels
+
+
+def _describe_source(source: Path) -> str:
+    """The overrides file and the first line of its header comment (`mixtune select` says what it chose from)."""
+    for line in source.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        text = line.lstrip("#").strip()
+        if text:
+            return f"{source}: {text}"
+    return str(source)
+
+
+def _variant(label: str, spec: Any, settings_from: str | None = None) -> Variant:
+    """An overrides entry: a method's own, or a labelled variant (with method: NAME); maybe with a sweep."""
     spec = dict(_mapping(spec, f"overrides.{label}"))
     method = spec.pop("method", label)
+    sweep = _sweep(spec.pop("sweep", None), f"overrides.{label}.sweep")
     if label in METHODS and method != label:
         raise MixtuneError(f"bench config overrides.{label} sets method: {method}: give this variant a name that is not a method")
     if method not in METHODS:
@@ -153,7 +215,81 @@ def _variant(label: str, spec: Any) -> tuple[str, dict]:
     for key in GRID_OWNED:
         if _has_dotted(spec, key):
             raise MixtuneError(f"bench config overrides.{label} sets '{key}': the grid sets it; remove it there")
-    return method, spec
+    for key in sweep:
+        if _has_dotted(spec, key):
+            raise MixtuneError(f"bench config overrides.{label} sets '{key}' and also sweeps it: keep one of the two")
+    return Variant(method, spec, sweep, settings_from)
+
+
+def _sweep(value: Any, where: str) -> dict[str, list]:
+    """A sweep: dotted run-config keys to non-empty lists of distinct values, each checked by build_config."""
+    sweep = _mapping(value, where)
+    for key, items in sweep.items():
+        if not isinstance(key, str) or not key:
+            raise MixtuneError(f"bench config {where}: key {key!r} is not a dotted config key such as train.lr")
+        if key in GRID_OWNED or any(key.startswith(f"{owned}.") for owned in GRID_OWNED):
+            raise MixtuneError(f"bench config {where} sweeps '{key}': the grid sets it; list values under the grid's axes")
+        if not isinstance(items, list) or not items:
+            raise MixtuneError(f"bench config {where}: '{key}' must be a non-empty list of values, e.g. {key}: [1, 2]")
+        shown = [_short(item) for item in items]
+        if len(set(shown)) != len(shown):
+            raise MixtuneError(f"bench config {where}: '{key}' lists a value twice ({', '.join(shown)})")
+        for item in items:
+            try:
+                build_config(_dotted_values(key, item))
+            except MixtuneError as exc:
+                raise MixtuneError(f"bench config {where}: {exc}") from None
+    return sweep
+
+
+def _dotted_values(dotted: str, value: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    set_dotted(values, dotted, copy.deepcopy(value))
+    return values
+
+
+def sweep_rows(label: str, variant: Variant, block_sweep: dict[str, list], where: str) -> list[tuple[str, dict]]:
+    """(row label, override values) for every combination of the variant's sweep and the block's.
+
+    The variant's own keys come first and win over the block's; with no sweep, the variant itself.
+    """
+    sweep = {**variant.sweep, **{k: v for k, v in block_sweep.items() if k not in variant.sweep}}
+    if not sweep:
+        return [(label, variant.values)]
+    for key in sweep:
+        if key not in variant.sweep and _has_dotted(variant.values, key):
+            raise MixtuneError(f"bench config {where} sweeps '{key}', which overrides.{label} sets: keep one of the two")
+    names = _sweep_names(list(sweep))
+    rows = []
+    for combination in itertools.product(*sweep.values()):
+        values = copy.deepcopy(variant.values)
+        for key, value in zip(sweep, combination):
+            set_dotted(values, key, copy.deepcopy(value))
+        shown = ",".join(f"{names[key]}={_short(value)}" for key, value in zip(sweep, combination))
+        rows.append((f"{label}[{shown}]", values))
+    return rows
+
+
+def _sweep_names(keys: list[str]) -> dict[str, str]:
+    """Each key's name in a row label: its last part (lr), or the whole key where two share a last part."""
+    last = [key.rsplit(".", 1)[-1] for key in keys]
+    return {key: name if last.count(name) == 1 else key for key, name in zip(keys, last)}
+
+
+def _short(value: Any) -> str:
+    """A compact label text: 3.0 -> 3, 0.0001 -> 1e-04, 0.00125 -> 1.25e-03, 0.3 -> 0.3, None -> null."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e6:
+            return str(int(value))
+        if value != 0 and not 1e-2 <= abs(value) < 1e6:
+            mantissa, exponent = f"{value:.14e}".split("e")
+            return f"{float(mantissa):.15g}e{exponent}"
+        return repr(value)
+    if isinstance(value, (int, str)):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def _axis(value: Any, axis: str, where: str) -> list:
@@ -187,32 +323,46 @@ def _axis_item(item: Any, axis: str, where: str) -> Any:
     return item
 
 
-def _expand(axes: dict[str, list], base: dict, labels: dict[str, tuple[str, dict]], skipped: list[str], where: str):
-    """Every cell of one block, in table order: model, size, task, method, seed."""
+def _expand(
+    axes: dict[str, list], base: dict, labels: dict[str, Variant], sweep: dict[str, list], skipped: list[str], where: str
+):
+    """Every cell of one block, in table order: model, size, task, method (each sweep row in turn), seed."""
+    variants = {label: _resolve_label(label, labels, where) for label in axes["methods"]}
+    rows = {label: sweep_rows(label, variant, sweep, where) for label, variant in variants.items()}
     for model in axes["models"]:
         for size in axes["sizes"]:
             for task in axes["tasks"]:
-                for label in axes["methods"]:
-                    method, override = _resolve_label(label, labels, where)
-                    if glue_task(task).spec.kind == "regression" and not METHODS[method].supports_regression:
-                        skipped.append(f"{task} x {label}: {method} does not support regression")
+                for label, variant in variants.items():
+                    if glue_task(task).spec.kind == "regression" and not METHODS[variant.method].supports_regression:
+                        skipped.append(f"{task} x {label}: {variant.method} does not support regression")
                         continue
-                    for seed in axes["seeds"]:
-                        yield make_cell(model, task, size, label, method, seed, deep_merge(base, override))
+                    for row, override in rows[label]:
+                        for seed in axes["seeds"]:
+                            settings = deep_merge(base, override)
+                            yield make_cell(model, task, size, row, variant.method, seed, settings, variant.settings_from)
 
 
-def _resolve_label(label: str, labels: dict[str, tuple[str, dict]], where: str) -> tuple[str, dict]:
+def _resolve_label(label: str, labels: dict[str, Variant], where: str) -> Variant:
     if label in labels:
         return labels[label]
     if label in METHODS:
-        return label, {}
+        return Variant(label, {}, {})
     raise MixtuneError(
         f"{where}: unknown method '{label}': choose one of {', '.join(sorted(METHODS))}, "
         "or define it as a variant under overrides: with a method: key"
     )
 
 
-def make_cell(model: str | None, task: str, size: int | None, label: str, method: str, seed: int, settings: dict) -> Cell:
+def make_cell(
+    model: str | None,
+    task: str,
+    size: int | None,
+    label: str,
+    method: str,
+    seed: int,
+    settings: dict,
+    settings_from: str | None = None,
+) -> Cell:
     """A cell with its validated run-config values (errors name the method whose settings are wrong)."""
     values = copy.deepcopy(settings)
     values.update(method=method, model=model, seed=seed)
@@ -223,7 +373,7 @@ def make_cell(model: str | None, task: str, size: int | None, label: str, method
     except MixtuneError as exc:
         raise MixtuneError(f"bench config (base + overrides of {label}): {exc}") from None
     _check_data_dir(config)
-    return Cell(model, task, size, label, seed, settings_hash(config), values)
+    return Cell(model, task, size, label, seed, settings_hash(config), values, settings_from)
 
 
 def _check_data_dir(config: RunConfig) -> None:
@@ -237,17 +387,18 @@ def _check_data_dir(config: RunConfig) -> None:
 
 def settings_hash(config: RunConfig) -> str:
     """Short hash of the settings that differ from the defaults, minus the grid axes and data location."""
-    defaults = _flatten(RunConfig().to_dict())
-    changed = {k: v for k, v in _flatten(config.to_dict()).items() if k not in UNHASHED and defaults.get(k) != v}
+    defaults = flatten(RunConfig().to_dict())
+    changed = {k: v for k, v in flatten(config.to_dict()).items() if k not in UNHASHED and defaults.get(k) != v}
     text = json.dumps(changed, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
 
 
-def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested values as dotted keys: {"train": {"lr": 1}} -> {"train.lr": 1}."""
     flat = {}
     for key, value in values.items():
         if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

@@ -47,6 +47,8 @@ class Run:
     config_hash: str = ""
     alpha: list[dict[str, Any]] | None = None
     notes: dict[str, str] = field(default_factory=dict)
+    settings_from: str | None = None  # the overrides_file (e.g. tuned settings) its settings came from
+    search_cached: bool = False  # loaded its search from the cache: seconds and memory are the search's
 
     @property
     def pair_key(self) -> tuple:
@@ -105,6 +107,7 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
     score = float(scores[metric])
     degenerate = scores.get("constant_predictions") == 1 or (metric in CORRELATION_METRICS and score == 0.0)
     notes = {k: v for k, v in record.get("data_sources", {}).items() if k.endswith("_note")}
+    seconds, memory = run_cost(record)
     return Run(
         model=key["model"] or "default",
         size=key["size"],
@@ -114,13 +117,27 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
         metric=metric,
         score=score,
         degenerate=degenerate,
-        seconds=float(record.get("time_s", {}).get("total", float("nan"))),
-        memory_mb=float(record.get("peak_memory_mb", float("nan"))),
+        seconds=seconds,
+        memory_mb=memory,
         hyperparameters=record.get("hyperparameters", {}),
         config_hash=key["config_hash"],
         alpha=record.get("alpha_summary"),
         notes=notes,
+        settings_from=record.get("settings_from"),
+        search_cached=bool(record.get("search_cached")),
     )
+
+
+def run_cost(record: dict[str, Any]) -> tuple[float, float]:
+    """(seconds, peak MB) of a run as if it had run alone: a search loaded from the cache counts at the
+    original search's wall time (time_s.search) and peak memory (log.search.peak_memory_mb)."""
+    times = record.get("time_s", {})
+    seconds = float(times.get("total", float("nan")))
+    memory = float(record.get("peak_memory_mb", float("nan")))
+    if record.get("search_cached"):
+        seconds += float(times.get("search", 0.0))
+        memory = max(memory, float(record.get("log", {}).get("search", {}).get("peak_memory_mb", 0.0)))
+    return seconds, memory
 
 
 # --- statistics ---------------------------------------------------------------------------------------
@@ -292,15 +309,23 @@ def alpha_role_table(runs: list[Run], methods: list[str]) -> list[str]:
 
 
 def settings_table(runs: list[Run], methods: list[str]) -> list[str]:
-    """The learning rate and epochs each row ran with (the protocol fixes them per method and backbone)."""
+    """The learning rate and epochs each row ran with (the protocol fixes them per method and backbone),
+    and, where rows took their settings from an overrides_file (the tuned ones), that file and its header."""
+    sources = ordered(r.settings_from for r in runs if r.settings_from)
     rows = []
     for method in methods:
         own = [r for r in runs if r.method == method]
         lrs = sorted({str(r.hyperparameters.get("lr", DASH)) for r in own})
         epochs = sorted({str(r.hyperparameters.get("epochs", DASH)) for r in own})
         hashes = sorted({r.config_hash for r in own})
-        rows.append([method, ", ".join(lrs), ", ".join(epochs), ", ".join(hashes)])
-    return markdown_table(["method", "lr", "epochs", "config hash"], rows)
+        row = [method, ", ".join(lrs), ", ".join(epochs), ", ".join(hashes)]
+        if sources:
+            files = ordered(r.settings_from.partition(": ")[0] for r in own if r.settings_from)
+            row.append(", ".join(f"`{f}`" for f in files) or "the bench config")
+        rows.append(row)
+    header = ["method", "lr", "epochs", "config hash"] + (["settings from"] if sources else [])
+    notes = [f"- `{s.partition(': ')[0]}`: {s.partition(': ')[2] or '(no header)'}" for s in sources]
+    return markdown_table(header, rows) + ([""] + notes if notes else [])
 
 
 # --- the report ---------------------------------------------------------------------------------------
@@ -333,7 +358,7 @@ def write_report(paths: list[Path], out: Path, baseline: str = "vanilla") -> str
         lines += ["### Stability", "", "Degenerate: constant predictions (a correlation metric of exactly 0).", ""]
         lines += [*stability_table(group, tasks, methods), ""]
         lines += _paired_section(group, tasks, methods, baseline)
-        lines += ["### Cost", "", *cost_table(group, methods, baseline), ""]
+        lines += ["### Cost", "", *_cached_note(group), *cost_table(group, methods, baseline), ""]
         lines += _alpha_section(group, tasks, methods, name, title, out)
         lines += ["### Settings", "", *settings_table(group, methods), ""]
     lines += _size_section(runs, out, baseline)
@@ -361,6 +386,18 @@ def _overview(paths: list[Path], loaded: Loaded, baseline: str) -> list[str]:
     notes = sorted({(r.task, text) for r in loaded.runs for text in r.notes.values()})
     lines += [f"- {task}: {text}" for task, text in notes]
     return lines + ([""] if notes else [])
+
+
+def _cached_note(runs: list[Run]) -> list[str]:
+    cached = [r for r in runs if r.search_cached]
+    if not cached:
+        return []
+    labels = ", ".join(ordered(r.method for r in cached))
+    return [
+        f"{len(cached)} runs ({labels}) loaded their search from the search cache; their time and memory count "
+        "the original search's, as if they had searched themselves.",
+        "",
+    ]
 
 
 def _paired_section(runs: list[Run], tasks: list[str], methods: list[str], baseline: str) -> list[str]:

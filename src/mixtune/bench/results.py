@@ -5,7 +5,10 @@ partial last line. Readers ignore it; the next sweep cuts it off before appendin
 A line looks like
 
     {"key": {model, task, size, method, seed, config_hash}, "status": "ok" | "failed", "finished_at": ...,
-     ...the run record of mixtune.run.run (ok) | "error", "traceback", "time_s" (failed)}
+     ["settings_from": the overrides_file its settings came from,]
+     ...the run record of mixtune.run.run (ok) | "method", "error", "traceback", "time_s" (failed)}
+
+(key.method is the row label, e.g. vanilla[lr=2e-05,epochs=3]; "method" the method it ran.)
 
 Kept small: log entries named *indices (the search's per-split val_indices) become their sha256; the
 train/dev index lists get a sha256 beside them ("train_sha256") and are kept only up to MAX_STORED_INDICES
@@ -98,12 +101,16 @@ def cell_status(records: list[dict[str, Any]]) -> dict[str, str]:
 def result_line(cell: Cell, outcome: dict[str, Any]) -> dict[str, Any]:
     """The line for one finished run: its key and status first, then the (compacted) record."""
     body = {k: v for k, v in outcome.items() if k != "status"}
+    body.setdefault("method", cell.values.get("method", cell.method))
     if "indices" in body:
         body["indices"] = compact_indices(body["indices"])
     if "log" in body:
         body["log"] = compact_log(body["log"])
     finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return {"key": cell.key, "status": outcome["status"], "finished_at": finished, **body}
+    line = {"key": cell.key, "status": outcome["status"], "finished_at": finished}
+    if cell.settings_from is not None:
+        line["settings_from"] = cell.settings_from
+    return {**line, **body}
 
 
 def indices_sha256(indices: Any) -> str:

@@ -8,6 +8,7 @@ Killing the sweep loses at most the runs in flight.
 
 The function that does one run is named by a target string, 'package.module:function' or
 'path/to/file.py:function', taking a RunConfig and returning a run record; tests pass a fake one.
+Run options (the grid's search_cache) reach it as keyword arguments, and only when set.
 """
 
 from __future__ import annotations
@@ -42,11 +43,20 @@ ROLE_PREFIXES = ("attention.self.", "attention.attn.")
 
 
 # --- one run ----------------------------------------------------------------------------------------
-def run_cell(config: RunConfig) -> dict[str, Any]:
-    """The real run, not exported; mixup runs also get a per-layer summary of the learned alpha."""
+def run_cell(config: RunConfig, search_cache: str | None = None) -> dict[str, Any]:
+    """The real run, not exported; mixup runs also get a per-layer summary of the learned alpha.
+
+    With `search_cache` (a folder), mixup-blo runs that differ only in their finetune settings share a search.
+    """
     from mixtune.run import run
 
-    return run(config, progress=False, write=False, on_trained=add_alpha_summary)
+    cache = Path(search_cache) if search_cache else None
+    return run(config, progress=False, write=False, on_trained=add_alpha_summary, search_cache=cache)
+
+
+def run_options(search_cache: Path | None) -> dict[str, Any]:
+    """The keyword arguments a run target gets: only those set, so simple targets need not take them."""
+    return {} if search_cache is None else {"search_cache": str(search_cache)}
 
 
 def add_alpha_summary(model: Any, record: dict[str, Any]) -> None:
@@ -109,14 +119,14 @@ def resolve_target(target: str) -> Callable[[RunConfig], dict[str, Any]]:
     return getattr(module, name)
 
 
-def attempt(target: str, values: dict[str, Any]) -> dict[str, Any]:
+def attempt(target: str, values: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, Any]:
     """One run as an outcome dict: the record with status "ok", or the error with status "failed".
 
     Exceptions (NaN loss is a FloatingPointError) become failures; KeyboardInterrupt and SystemExit pass.
     """
     started = time.perf_counter()
     try:
-        record = resolve_target(target)(build_config(values))
+        record = resolve_target(target)(build_config(values), **(options or {}))
     except Exception as exc:  # noqa: BLE001  (any failure of one run is recorded, not fatal to the sweep)
         return failure(f"{type(exc).__name__}: {exc}", time.perf_counter() - started, traceback.format_exc())
     return {"status": "ok", **record}
@@ -127,7 +137,7 @@ def failure(error: str, seconds: float, trace: str = "") -> dict[str, Any]:
     return {"status": "failed", "error": first_line, "traceback": trace[-TRACEBACK_CHARS:], "time_s": {"total": seconds}}
 
 
-def _child(target: str, values: dict[str, Any], threads: int, conn: Connection) -> None:
+def _child(target: str, values: dict[str, Any], options: dict[str, Any], threads: int, conn: Connection) -> None:
     """Entry point of a run's process: send back the outcome through the pipe.
 
     Ctrl-C is left to the sweep, which stops its runs itself (no traceback from every child).
@@ -136,7 +146,7 @@ def _child(target: str, values: dict[str, Any], threads: int, conn: Connection) 
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
-    conn.send(attempt(target, values))
+    conn.send(attempt(target, values, options))
     conn.close()
 
 
@@ -150,7 +160,7 @@ class Job:
 
 
 def run_in_processes(
-    cells: list[Cell], target: str, workers: int, on_start: Callable[[Cell], None]
+    cells: list[Cell], target: str, workers: int, on_start: Callable[[Cell], None], options: dict[str, Any] | None = None
 ) -> Iterator[tuple[Cell, dict]]:
     """Run cells in fresh spawned processes, `workers` at a time; yields (cell, outcome) as each ends."""
     context = multiprocessing.get_context("spawn")
@@ -162,7 +172,7 @@ def run_in_processes(
             while pending and len(running) < workers:
                 cell = pending.pop()
                 receiver, sender = context.Pipe(duplex=False)
-                process = context.Process(target=_child, args=(target, cell.values, threads, sender))
+                process = context.Process(target=_child, args=(target, cell.values, options or {}, threads, sender))
                 process.start()
                 sender.close()  # the child holds the only sending end: its death shows as end-of-file
                 running.append(Job(cell, process, receiver, time.perf_counter()))
@@ -192,11 +202,13 @@ def _collect(job: Job) -> dict[str, Any]:
     return failure(f"the run's process died without a result ({how})", time.perf_counter() - job.started)
 
 
-def run_in_this_process(cells: list[Cell], target: str, on_start: Callable[[Cell], None]) -> Iterator[tuple[Cell, dict]]:
+def run_in_this_process(
+    cells: list[Cell], target: str, on_start: Callable[[Cell], None], options: dict[str, Any] | None = None
+) -> Iterator[tuple[Cell, dict]]:
     """Sequential runs in the calling process: for debugging (pdb) and fast tests; memory peaks accumulate."""
     for cell in cells:
         on_start(cell)
-        yield cell, attempt(target, cell.values)
+        yield cell, attempt(target, cell.values, options)
 
 
 # --- the sweep ----------------------------------------------------------------------------------------
@@ -230,8 +242,9 @@ def run_sweep(
     retry_failed: bool = False,
     isolate: bool = True,
     progress: bool = True,
+    search_cache: Path | None = None,
 ) -> SweepSummary:
-    """Run every cell not yet in `results`, appending one line per finished run."""
+    """Run every cell not yet in `results`, appending one line per finished run (search_cache: see run_cell)."""
     if workers < 1:
         raise MixtuneError(f"--workers must be at least 1, got {workers}")
     if not isolate and workers != 1:
@@ -248,10 +261,11 @@ def run_sweep(
             summary.not_started = max(0, len(todo) - limit)
             todo = todo[:limit]
         with SweepProgress(summary, len(todo), progress) as shown:
+            options = run_options(search_cache)
             if isolate:
-                runs = run_in_processes(todo, target, workers, shown.started)
+                runs = run_in_processes(todo, target, workers, shown.started, options)
             else:
-                runs = run_in_this_process(todo, target, shown.started)
+                runs = run_in_this_process(todo, target, shown.started, options)
             with contextlib.closing(runs) as outcomes:  # closing stops the runs in flight on any exit
                 for cell, outcome in outcomes:
                     writer.append(result_line(cell, outcome))

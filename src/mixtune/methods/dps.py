@@ -31,7 +31,9 @@ class DPSHyperparameters:
         if not 0.0 <= self.p < 1.0:
             raise MixtuneError(f"dps p is the fraction excluded, in [0, 1), got {self.p}: pass e.g. --method-arg p=0.3")
         if not 0.0 < self.update_ratio <= 1.0:
-            raise MixtuneError(f"dps update_ratio must be in (0, 1], got {self.update_ratio}: pass e.g. --method-arg update_ratio=0.05")
+            raise MixtuneError(
+                f"dps update_ratio must be in (0, 1], got {self.update_ratio}: pass e.g. --method-arg update_ratio=0.05"
+            )
 
 
 def linear_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:

@@ -2,6 +2,8 @@
 
 Search phase: K bi-level searches on random 80/20 splits, averaged. Finetune phase: alpha frozen at the
 average, the task weights trained on all n examples with the shared loop.
+With a search cache (FitContext.search_cache), a search already run for the same model, data, seed, mixup
+and search settings is loaded instead of run again: finetune variants (lr, epochs) share one search.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+import torch
 from torch import nn
 
 from mixtune.data.batching import make_loader
@@ -16,6 +19,7 @@ from mixtune.methods.base import register
 from mixtune.methods.mixup_common import MixupMethod, reset_all_alpha
 from mixtune.mixup.inject import set_alpha_trainable
 from mixtune.mixup.repeated import repeated_search
+from mixtune.mixup.search_cache import SearchCache, search_key
 from mixtune.train import FitContext, train_loop
 
 
@@ -27,8 +31,20 @@ class MixupBLO(MixupMethod):
         return {**super().hyperparameters(), "search": asdict(self.config.search)}
 
     def fit(self, model: nn.Module, ctx: FitContext) -> nn.Module:
-        cfg = self.config
         self.inject(model, ctx.seed)
+        if ctx.search_cache is None:
+            self.search(model, ctx)
+        else:
+            self.cached_search(model, ctx, SearchCache(ctx.search_cache))
+        set_alpha_trainable(model, False)
+        result = train_loop(model, ctx.loader(), self, self.lr, self.epochs, ctx, desc="mixup-blo finetune")
+        ctx.phase_times["finetune"] = result["seconds"]
+        ctx.log["finetune"] = result
+        return model
+
+    def search(self, model: nn.Module, ctx: FitContext) -> dict[str, Any]:
+        """The repeated bi-level search; leaves the averaged state in `model`."""
+        cfg = self.config
 
         def loader(features: list[dict], seed: int):
             return make_loader(features, ctx.tokenizer, cfg.train.batch_size, True, seed)
@@ -44,8 +60,20 @@ class MixupBLO(MixupMethod):
         )
         ctx.phase_times["search"] = sum(s["seconds"] for s in search["splits"])
         ctx.log["search"] = search
-        set_alpha_trainable(model, False)
-        result = train_loop(model, ctx.loader(), self, self.lr, self.epochs, ctx, desc="mixup-blo finetune")
-        ctx.phase_times["finetune"] = result["seconds"]
-        ctx.log["finetune"] = result
-        return model
+        return search
+
+    def cached_search(self, model: nn.Module, ctx: FitContext, cache: SearchCache) -> None:
+        """The search from the cache if there, else run and stored; the log says which (cached / cache_key)."""
+        key, inputs = search_key(model, ctx.features, self.config, ctx.seed)
+        with cache.locked(key):
+            hit = cache.load(key)
+            if hit is None:
+                search = self.search(model, ctx)
+                cache.save(key, model, inputs, search, ctx.phase_times["search"])
+                ctx.log["search"] = {"cache_key": key, **search}
+                return
+        model.load_state_dict(hit.state)
+        torch.set_rng_state(hit.rng_state)  # the finetune then draws what it would have after searching
+        ctx.phase_times["search"] = hit.info["seconds"]  # the search's real cost, not the load's
+        ctx.log["search"] = {"cached": key, "peak_memory_mb": hit.info["peak_memory_mb"], **hit.info["log"]}
+        ctx.search_cached = True

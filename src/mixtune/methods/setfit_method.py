@@ -52,7 +52,8 @@ def import_setfit() -> ModuleType:
 def token_text(tokenizer: PreTrainedTokenizerBase, input_ids: list[int]) -> str:
     """The text an encoded example came from, segments joined by the separator token."""
     special = tokenizer.get_special_tokens_mask(input_ids, already_has_special_tokens=True)
-    segments = [[t for t, _ in group] for is_special, group in groupby(zip(input_ids, special), key=lambda x: x[1]) if not is_special]
+    runs = groupby(zip(input_ids, special), key=lambda pair: pair[1])
+    segments = [[token for token, _ in run] for is_special, run in runs if not is_special]
     return f" {tokenizer.sep_token} ".join(tokenizer.decode(segment) for segment in segments)
 
 

@@ -1,0 +1,270 @@
+"""`mixtune select`: pick each method's settings from a tuning sweep, on the dev split (METHOD.md section 4).
+
+The rule, the same for every method: among a method's variants (the rows of a sweep, e.g.
+vanilla[lr=5e-05,epochs=10]), those with an ok run on every (task, seed) cell of the results file are
+eligible (a method that cannot do regression is not asked for regression tasks); the chosen one has the
+best mean dev score (each run's main metric on its dev split) over those cells; ties go to fewer epochs,
+then the smaller learning rate (the cheaper, more conservative setting). The choice is written as bench
+overrides, {method: {train: {lr, epochs}, ...any other key its variants differ in}}, for a table
+config's overrides_file.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from mixtune.bench.grid import UNHASHED, cell_id, flatten
+from mixtune.bench.results import read_results
+from mixtune.config import set_dotted
+from mixtune.errors import MixtuneError
+
+TaskSeed = tuple[str, int]  # (task, seed)
+
+
+@dataclass
+class Candidate:
+    """One variant of a method: its runs' scores on the selection split, cell by cell."""
+
+    label: str  # the row label, with @hash where one label ran under several settings
+    method: str
+    scores: dict[TaskSeed, float] = field(default_factory=dict)
+    failed: dict[TaskSeed, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # flattened run config of its runs (dotted keys)
+    missing: list[TaskSeed] = field(default_factory=list)
+
+    @property
+    def eligible(self) -> bool:
+        return not self.failed and not self.missing
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(list(self.scores.values()))) if self.scores else float("nan")
+
+    def rank(self) -> tuple[float, float, float]:
+        """Sorts best first: the higher mean, then fewer epochs, then the smaller lr."""
+        mean = -np.inf if np.isnan(self.mean) else self.mean
+        return -mean, self.settings.get("train.epochs") or 0.0, self.settings.get("train.lr") or 0.0
+
+    def task_mean(self, task: str) -> float | None:
+        values = [score for (t, _), score in self.scores.items() if t == task]
+        return float(np.mean(values)) if values else None
+
+    def why_dropped(self) -> str:
+        parts = [f"{task} s{seed} failed ({error})" for (task, seed), error in sorted(self.failed.items())]
+        if self.missing:
+            parts.append("no run on " + ", ".join(f"{task} s{seed}" for task, seed in sorted(self.missing)))
+        return "; ".join(parts)
+
+
+@dataclass
+class Selection:
+    results: Path
+    split: str
+    tasks: list[str]
+    seeds: list[int]
+    metrics: dict[str, str]  # task -> main metric
+    candidates: dict[str, list[Candidate]]  # method -> its variants, in results order
+    chosen: dict[str, Candidate]
+
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        return {method: chosen_overrides(candidate, self.candidates[method]) for method, candidate in self.chosen.items()}
+
+
+def select(results: Path, split: str = "dev") -> Selection:
+    """Read a tuning results file and choose one variant per method (see the module's rule)."""
+    if not results.is_file():
+        raise MixtuneError(f"results file {results} does not exist: run the tuning sweep (mixtune bench) first, or fix the path")
+    records = _latest(read_results(results))
+    if not records:
+        raise MixtuneError(f"no runs in {results}: run the tuning sweep (mixtune bench) first")
+    groups = {(r["key"]["model"], r["key"]["size"]) for r in records}
+    if len(groups) > 1:
+        shown = ", ".join(f"{model or 'default'} n{size}" for model, size in sorted(groups, key=str))
+        raise MixtuneError(f"{results} holds runs of several models or train sizes ({shown}): select needs one of each")
+    candidates = _candidates(records, split, results)
+    cells = sorted({(r["key"]["task"], r["key"]["seed"]) for r in records})
+    for method, variants in candidates.items():
+        needed = [cell for cell in cells if _can_run(method, cell[0])]
+        for candidate in variants:
+            candidate.missing = [cell for cell in needed if cell not in candidate.scores and cell not in candidate.failed]
+    chosen = {}
+    for method, variants in candidates.items():
+        eligible = [c for c in variants if c.eligible]
+        if eligible:
+            chosen[method] = min(eligible, key=Candidate.rank)
+    metrics = {r["key"]["task"]: r["main_metric"] for r in records if "main_metric" in r}
+    tasks = sorted({task for task, _ in cells})
+    return Selection(results, split, tasks, sorted({seed for _, seed in cells}), metrics, candidates, chosen)
+
+
+def _latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last ok record of every cell, else its last failure (as the report reads results)."""
+    latest: dict[str, dict] = {}
+    for record in records:
+        key = cell_id(record["key"])
+        if record["status"] == "ok" or latest.get(key, {}).get("status") != "ok":
+            latest[key] = record
+    return list(latest.values())
+
+
+def _candidates(records: list[dict[str, Any]], split: str, results: Path) -> dict[str, list[Candidate]]:
+    hashes = defaultdict(set)
+    for record in records:
+        hashes[record["key"]["method"]].add(record["key"]["config_hash"])
+    by_id: dict[tuple[str, str], Candidate] = {}
+    for record in records:
+        key = record["key"]
+        label = key["method"] if len(hashes[key["method"]]) == 1 else f"{key['method']}@{key['config_hash']}"
+        candidate = by_id.setdefault((key["method"], key["config_hash"]), Candidate(label, _method_of(record)))
+        cell = (key["task"], key["seed"])
+        if record["status"] != "ok":
+            candidate.failed[cell] = record.get("error", "failed")
+            continue
+        scores = record["metrics"].get(split)
+        if scores is None:
+            shown = ", ".join(record["metrics"])
+            where = f"the {label} run on {cell[0]} s{cell[1]}"
+            raise MixtuneError(f"{results}: {where} has no '{split}' scores: choose --split from {shown}")
+        candidate.scores[cell] = float(scores[record["main_metric"]])
+        candidate.settings = candidate.settings or _settings(record)
+    grouped: dict[str, list[Candidate]] = defaultdict(list)
+    for candidate in by_id.values():
+        grouped[candidate.method].append(candidate)
+    return dict(grouped)
+
+
+def _method_of(record: dict[str, Any]) -> str:
+    """The method a results line ran (its key holds the row label); older failure lines lack it."""
+    label = record["key"]["method"]
+    return record.get("method") or label.split("[")[0]
+
+
+def _settings(record: dict[str, Any]) -> dict[str, Any]:
+    """The run config as dotted keys, with train.lr and train.epochs as the method actually used them."""
+    flat = {k: v for k, v in flatten(record.get("config", {})).items() if k not in UNHASHED}
+    used = record.get("hyperparameters", {})
+    for name in ("lr", "epochs"):
+        if used.get(name) is not None:
+            flat[f"train.{name}"] = used[name]
+    return flat
+
+
+def _can_run(method: str, task: str) -> bool:
+    """Whether the method runs on the task at all (the grid skips regression for methods without it)."""
+    from mixtune.data.glue import glue_task
+    from mixtune.methods import METHODS
+
+    try:
+        regression = glue_task(task).spec.kind == "regression"
+    except MixtuneError:
+        return True
+    return not regression or method not in METHODS or METHODS[method].supports_regression
+
+
+def chosen_overrides(chosen: Candidate, variants: list[Candidate]) -> dict[str, Any]:
+    """train.lr, train.epochs and every key the method's variants differ in, at the chosen variant's values."""
+    known = [c for c in variants if c.settings]  # variants with at least one ok run
+    keys = {k for c in known for k in c.settings if any(c.settings.get(k) != other.settings.get(k) for other in known)}
+    keys |= {k for k in ("train.lr", "train.epochs") if k in chosen.settings}
+    values: dict[str, Any] = {}
+    for key in sorted(keys, key=lambda k: (k not in ("train.lr", "train.epochs"), k != "train.lr", k)):
+        set_dotted(values, key, _tidy(chosen.settings.get(key)))
+    return values
+
+
+def _tidy(value: Any) -> Any:
+    """10.0 -> 10 (the YAML reads as written); everything else as it is."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# --- output -------------------------------------------------------------------------------------------
+def rule_text(selection: Selection) -> str:
+    metrics = ", ".join(f"{task} {selection.metrics.get(task, '?')}" for task in selection.tasks)
+    seeds = ", ".join(map(str, selection.seeds))
+    return (
+        f"per method, the variant with the best mean {selection.split} score (each task's main metric: {metrics}) "
+        f"over every (task, seed) cell (seeds {seeds}); only variants with every cell ok; ties to fewer epochs, then lower lr"
+    )
+
+
+def table(selection: Selection) -> str:
+    """Method x variant: mean score, per-task means, cells ok; the chosen variant marked with *."""
+    header = ["", "method", "variant", f"mean {selection.split}", *selection.tasks, "cells ok"]
+    rows = []
+    for method, variants in selection.candidates.items():
+        for candidate in variants:
+            needed = len(candidate.scores) + len(candidate.failed) + len(candidate.missing)
+            tasks = [_score(candidate.task_mean(task)) for task in selection.tasks]
+            mark = "*" if selection.chosen.get(method) is candidate else ""
+            rows.append([mark, method, candidate.label, _score(candidate.mean), *tasks, f"{len(candidate.scores)}/{needed}"])
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    right = {3, *range(4, 4 + len(selection.tasks)), len(header) - 1}
+    lines = []
+    for row in [header, *rows]:
+        cells = [str(v).rjust(w) if i in right else str(v).ljust(w) for i, (v, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None or np.isnan(value) else f"{value:.2f}"
+
+
+def dropped(selection: Selection) -> list[str]:
+    return [
+        f"dropped {candidate.label}: {candidate.why_dropped()}"
+        for variants in selection.candidates.values()
+        for candidate in variants
+        if not candidate.eligible
+    ]
+
+
+def overrides_yaml(selection: Selection, today: date | None = None) -> str:
+    """The overrides file: a header saying where the choice came from, then {method: overrides}."""
+    day = (today or date.today()).isoformat()
+    lines = [
+        f"# Tuned settings chosen by `mixtune select` from {selection.results} ({selection.split} split) on {day}.",
+        f"# Rule: {rule_text(selection)}.",
+    ]
+    for method, candidate in selection.chosen.items():
+        count = len(selection.candidates[method])
+        lines.append(
+            f"# {method}: {candidate.label}, mean {selection.split} {candidate.mean:.2f} over {len(candidate.scores)} cells "
+            f"({count} variants, {sum(not c.eligible for c in selection.candidates[method])} dropped)"
+        )
+    body = yaml.safe_dump(selection.overrides(), sort_keys=False, default_flow_style=False)
+    return "\n".join(lines) + "\n" + body
+
+
+def run_select(results: Path, split: str, out: Path | None, today: date | None = None) -> int:
+    """The command: print the table and what was dropped, write (or print) the overrides."""
+    if split != "dev":
+        print(f"warning: selecting on the {split} split; the protocol selects on dev only", file=sys.stderr)
+    selection = select(results, split)
+    print(f"{selection.results}: {rule_text(selection)}.")
+    print(table(selection))
+    for line in dropped(selection):
+        print(line)
+    missing = [method for method in selection.candidates if method not in selection.chosen]
+    if missing:
+        raise MixtuneError(
+            f"no variant of {', '.join(missing)} has every cell ok: finish or fix those runs "
+            "(mixtune bench <tuning config> [--retry-failed]), then select again; nothing written"
+        )
+    text = overrides_yaml(selection, today)
+    if out is None:
+        print()
+        print(text, end="")
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}: " + ", ".join(f"{m} {c.label}" for m, c in selection.chosen.items()))
+    return 0

@@ -1,0 +1,140 @@
+"""A folder of finished mixup-blo searches, so runs that differ only in their finetune phase share one.
+
+The search phase depends only on the model (its weights and architecture, with the seeded head and the
+injected alpha), the training features (content: input ids and labels, so the task data and the subset),
+the seed, the mixup and search configs, the batch size and max length; not on train.lr or train.epochs.
+A sha256 over exactly those is the key. An entry is two files:
+
+    <key>.safetensors   the model's state_dict after repeated_search (every tensor), and the torch RNG
+                        state at that moment (so the finetune that follows draws the same dropout masks)
+    <key>.json          what was hashed, the search's log and seconds, the peak memory when it ended
+
+Both are written to a temporary name and renamed (the JSON first: a present .safetensors means a whole
+entry). A lock file per key makes a second run of the same search wait for the first, then reuse it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import resource
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from mixtune.config import RunConfig
+
+CACHE_FORMAT = 1  # bump when the search's code changes what it produces: old entries are then never hit
+RNG_STATE = "__mixtune_torch_rng_state__"  # the reserved tensor name of the RNG state in the safetensors file
+MODEL_CONFIG_IGNORED = ("_name_or_path", "transformers_version")  # where the model lives, not what it is
+
+
+def search_key(model: nn.Module, features: list[dict], config: RunConfig, seed: int) -> tuple[str, dict[str, Any]]:
+    """(sha256 hex key, what went into it) for the search `model` is about to run on `features`."""
+    model_config = getattr(model, "config", None)
+    architecture = {} if model_config is None else model_config.to_dict()
+    inputs = {
+        "format": CACHE_FORMAT,
+        "torch": torch.__version__,
+        "model_state_sha256": state_sha256(model.state_dict()),
+        "model_config": {k: v for k, v in architecture.items() if k not in MODEL_CONFIG_IGNORED},
+        "features_sha256": features_sha256(features),
+        "examples": len(features),
+        "seed": seed,
+        "mixup": asdict(config.mixup),
+        "search": asdict(config.search),
+        "batch_size": config.train.batch_size,
+        "max_length": config.train.max_length,
+    }
+    text = json.dumps(inputs, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest(), json.loads(text)
+
+
+def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def features_sha256(features: list[dict]) -> str:
+    """sha256 of the encoded examples in order (input ids, masks, labels): the data and the subset, by content."""
+    text = json.dumps(features, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class CachedSearch:
+    state: dict[str, torch.Tensor]
+    rng_state: torch.Tensor
+    info: dict[str, Any]
+
+
+@dataclass
+class SearchCache:
+    directory: Path
+
+    def state_path(self, key: str) -> Path:
+        return self.directory / f"{key}.safetensors"
+
+    def info_path(self, key: str) -> Path:
+        return self.directory / f"{key}.json"
+
+    @contextlib.contextmanager
+    def locked(self, key: str) -> Iterator[None]:
+        """Hold the key's lock: one process searches, the others wait and then find the entry."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # also releases the lock
+
+    def load(self, key: str) -> CachedSearch | None:
+        if not self.state_path(key).is_file():
+            return None
+        state = load_file(str(self.state_path(key)))
+        rng_state = state.pop(RNG_STATE)
+        return CachedSearch(state, rng_state, json.loads(self.info_path(key).read_text()))
+
+    def save(self, key: str, model: nn.Module, inputs: dict[str, Any], log: dict[str, Any], seconds: float) -> None:
+        """Store the model's current state and RNG state with the search's log, atomically."""
+        info = {
+            "key": key,
+            "inputs": inputs,
+            "seconds": seconds,
+            "peak_memory_mb": peak_memory_mb(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "log": log,
+        }
+        tensors = {name: value.detach().cpu().contiguous().clone() for name, value in model.state_dict().items()}
+        tensors[RNG_STATE] = torch.get_rng_state()
+        _atomic_write(self.info_path(key), lambda tmp: tmp.write_text(json.dumps(info, indent=1)))
+        _atomic_write(self.state_path(key), lambda tmp: save_file(tensors, str(tmp)))
+
+
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
