@@ -78,7 +78,7 @@ def test_stage_length_is_at_least_one_step(make_run, tiny_model, total, length):
 
 
 def test_300_examples_batch_16_three_epochs_trains(make_run, tiny_model, train):
-    """57 steps: the released code's int(0.05 * 57) = 2 works, but rounding to 0 must never divide by zero."""
+    """57 steps, u = round(0.05 * 57) = 3 (the released code's stage length rounds to 0 at n = 300)."""
     method, ctx = make_run("dps", n=300, batch_size=16, epochs=3)
     steps = record_steps(method, [])
     train(method, tiny_model, ctx)

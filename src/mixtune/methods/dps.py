@@ -57,7 +57,7 @@ def disable_dropout(model: nn.Module) -> None:
         if isinstance(module, nn.Dropout):
             module.p = 0.0
     config = getattr(model, "config", None)
-    for key, value in (vars(config) if config is not None else {}).items():
+    for key, value in list(vars(config).items() if config is not None else []):
         if "dropout" in key and isinstance(value, float):
             setattr(config, key, 0.0)
 
@@ -66,7 +66,7 @@ def disable_dropout(model: nn.Module) -> None:
 class DPS(Method):
     """DPS dense; defaults lr 2e-5, 3 epochs (the released finetuning settings), p 0.3, update_ratio 0.05.
 
-    The released code has u = int(update_ratio * total) = 0 at n = 300 and divides by it; u >= 1 here.
+    At n = 300 the released code's stage length rounds to 0 and it divides by it (METHOD.md); u >= 1 here.
     Masking stage II's gradient alone would still let AdamW's momentum and weight decay move excluded
     entries, so they are also restored to their values from before the step.
     """
