@@ -103,7 +103,7 @@ def test_frozen_alpha_coefficients_are_cached_and_refreshed_when_alpha_changes()
         p.requires_grad_(False)
     x = torch.randn(3, 5)
     first = layer(x)
-    assert layer.coefficients()[0] is layer.coefficients()[0]  # cached while alpha is unchanged
+    assert layer.mixing_terms()[1] is layer.mixing_terms()[1]  # cached while alpha is unchanged
     with torch.no_grad():
         layer.alpha_a.fill_(1.0)
         layer.alpha_b.fill_(1.0)

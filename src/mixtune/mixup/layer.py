@@ -59,22 +59,7 @@ class MixupLinear(nn.Module):
             param.clamp_(0.0, 1.0)
 
     def coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (out x in) coefficient matrices multiplying W and W0.
-
-        While alpha is frozen (the finetune phase) they are constants: computed once and cached until
-        alpha changes (tracked by the tensors' version counters), which keeps a finetune step near vanilla cost.
-        """
-        params = self.alpha_parameters()
-        if any(p.requires_grad or not isinstance(p, nn.Parameter) for p in params):  # training alpha, or torch.func
-            return self._compute_coefficients()
-        key = tuple((p.data_ptr(), p._version) for p in params)
-        if getattr(self, "_cache_key", None) != key:
-            with torch.no_grad():
-                self._cached = self._compute_coefficients()
-            self._cache_key = key
-        return self._cached
-
-    def _compute_coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (out x in) coefficient matrices multiplying W and W0."""
         if self.alpha_b is None:
             alpha = self.alpha_a.clamp(0.0, 1.0)
             return alpha, 1.0 - alpha
@@ -83,9 +68,28 @@ class MixupLinear(nn.Module):
             return alpha, 1.0 - alpha
         return self.alpha_a @ self.alpha_b, (1.0 - self.alpha_a) @ (1.0 - self.alpha_b)
 
+    def mixing_terms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(coefficient on W, the whole pretrained term coef * W0), so that W~ = coef_W * W + term.
+
+        While alpha is frozen (the finetune phase) both are constants: computed once and cached until
+        alpha or W0 change (tracked by version counters), so a finetune step costs one multiply-add more
+        than a vanilla one.
+        """
+        params = self.alpha_parameters()
+        if any(p.requires_grad or not isinstance(p, nn.Parameter) for p in params):  # training alpha, or torch.func
+            coef_task, coef_pre = self.coefficients()
+            return coef_task, coef_pre * self.weight0
+        key = tuple((t.data_ptr(), t._version) for t in (*params, self.weight0))
+        if getattr(self, "_cache_key", None) != key:
+            with torch.no_grad():
+                coef_task, coef_pre = self.coefficients()
+                self._cached = (coef_task, coef_pre * self.weight0)
+            self._cache_key = key
+        return self._cached
+
     def mixed_weight(self) -> torch.Tensor:
-        coef_task, coef_pre = self.coefficients()
-        return coef_task * self.base_layer.weight + coef_pre * self.weight0
+        coef_task, pretrained_term = self.mixing_terms()
+        return torch.addcmul(pretrained_term, coef_task, self.base_layer.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.mixed_weight(), self.base_layer.bias)
