@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import huggingface_hub
 import torch
 import transformers
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -18,6 +19,7 @@ def quiet_transformers() -> None:
     """No load reports or weight-loading progress bars: mixtune prints its own progress."""
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.logging.set_verbosity_error()  # offline hub ids: our one-line error, not its retries
 
 
 def default_model_path() -> str:
