@@ -13,7 +13,6 @@ import yaml
 from mixtune.bench.grid import Cell, load_grid
 
 FAKES = Path(__file__).with_name("fake_runs.py")
-GLUE_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue"
 
 
 def fake(name: str) -> str:
@@ -105,29 +104,3 @@ def report_results(tmp_path: Path) -> Path:
     path = tmp_path / "bench.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"key": {"model": nu')
     return path
-
-
-@pytest.fixture(scope="session")
-def glue_dir() -> Path:
-    if not GLUE_DIR.is_dir():
-        pytest.skip(f"GLUE data not found at {GLUE_DIR}")
-    return GLUE_DIR
-
-
-@pytest.fixture(scope="session")
-def bench_model_dir(tmp_path_factory) -> Path:
-    """A saved 2-layer, 16-wide BERT with a tiny WordPiece vocabulary: a real run in seconds."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
-
-    directory = tmp_path_factory.mktemp("bench-tiny-bert")
-    words = ["the", "a", "is", "not", "was", "and", "of", "to", "in", "it", "that", "he", "she", "they"]
-    (directory / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    BertTokenizer(str(directory / "vocab.txt")).save_pretrained(directory)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=5 + len(words), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=64,
-    )
-    BertForSequenceClassification(config).save_pretrained(directory)
-    return directory

@@ -121,12 +121,12 @@ def test_layer_position_names_layer_and_role():
     assert layer_position("mpnet.encoder.layer.2.attention.attn.q") == (2, "q")
 
 
-def test_real_runs_pair_subsets_across_methods_and_summarise_alpha(tmp_path, glue_dir, bench_model_dir, results_path):
+def test_real_runs_pair_subsets_across_methods_and_summarise_alpha(tmp_path, glue_dir, tiny_model_dir, results_path):
     """mixtune.run.run on a tiny BERT: same seed, same training subset for every method; mixup keeps alpha."""
     grid = tmp_path / "real.yaml"
     grid.write_text(
         f"base: {{data: {{data_dir: {glue_dir}}}, train: {{max_length: 32, eval_batch_size: 128}}}}\n"
-        f"models: [{bench_model_dir}]\n"
+        f"models: [{tiny_model_dir}]\n"
         "overrides: {mixup-blo: {search: {splits: 1, epochs: 1}}}\n"
         "tasks: [rte]\nsizes: [24]\nmethods: [vanilla, mixup-blo]\nseeds: [1]\n"
     )
