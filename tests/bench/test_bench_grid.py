@@ -181,6 +181,34 @@ def test_an_overrides_file_sits_under_the_configs_own_overrides(tmp_path):
     )
 
 
+def test_tuned_as_takes_another_methods_entry_from_the_overrides_file(tmp_path):
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text("mixup-blo: {train: {lr: 5.0e-5, epochs: 10}}\njoint: {train: {lr: 1.0e-3}}\n")
+    path = write(tmp_path, {
+        "overrides_file": str(tuned),
+        "overrides": {"joint": {"tuned_as": "mixup-blo", "train": {"epochs": 3}}, "random-alpha": {"tuned_as": "mixup-blo"}},
+        "tasks": ["rte"], "sizes": [24], "methods": ["joint", "random-alpha"], "seeds": [1],
+    })
+    joint, random_alpha = load_grid(path).cells
+    assert joint.values["train"] == {"lr": 5e-5, "epochs": 3}  # mixup-blo's entry, not joint's; own keys win
+    assert random_alpha.values["train"] == {"lr": 5e-5, "epochs": 10}
+    assert random_alpha.settings_from == f"{tuned} (the mixup-blo entry)"
+
+
+def test_tuned_as_an_entry_the_file_lacks_is_an_error(tmp_path):
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text("vanilla: {train: {lr: 1.0e-4}}\n")
+    path = write(tmp_path, {
+        "overrides_file": str(tuned), "overrides": {"joint": {"tuned_as": "mixup-blo"}},
+        "tasks": ["rte"], "sizes": [24], "methods": ["joint"], "seeds": [1],
+    })
+    with pytest.raises(MixtuneError, match="tuned_as: mixup-blo, but .* has no entry 'mixup-blo': use one of vanilla"):
+        load_grid(path)
+    path = write(tmp_path, {"overrides": {"joint": {"tuned_as": "mixup-blo"}}, "tasks": ["rte"], "sizes": [24], "methods": ["joint"], "seeds": [1]})
+    with pytest.raises(MixtuneError, match="has tuned_as but the config has no overrides_file"):
+        load_grid(path)
+
+
 def test_missing_axis_is_an_error(tmp_path):
     with pytest.raises(MixtuneError, match="gives no seeds"):
         load_grid(write(tmp_path, {"tasks": ["rte"], "sizes": [24], "methods": ["vanilla"]}))

@@ -6,6 +6,7 @@
     overrides_file: benchmarks/tuned.yaml # optional: more overrides (e.g. from `mixtune select`), under
     overrides:                            # these own ones (a key set in both: the own value wins)
       lora: {train: {lr: 5.0e-4}}
+      joint: {tuned_as: mixup-blo}        # take the overrides_file's mixup-blo entry (ablations share its settings)
       vanilla-released: {method: vanilla, train: {lr: 2.0e-5, epochs: 3}}   # a variant: its own row
       vanilla: {sweep: {train.lr: [2.0e-5, 1.0e-4]}}   # one row per value: vanilla[lr=2e-05], vanilla[lr=1e-04]
     sweep: {train.epochs: [3, 10]}        # optional: swept for every method (a block may set its own)
@@ -171,6 +172,9 @@ def _variants(own: dict, overrides_file: object) -> dict[str, Variant]:
     """Every overrides entry, those of overrides_file merged under the config's own (own keys win)."""
     source = _optional_path(overrides_file, "overrides_file")
     if source is None:
+        for label, spec in own.items():
+            if isinstance(spec, dict) and "tuned_as" in spec:
+                raise MixtuneError(f"bench config overrides.{label} has tuned_as but the config has no overrides_file: add one or remove tuned_as")
         return {label: _variant(label, spec) for label, spec in own.items()}
     if not source.is_file():
         raise MixtuneError(
@@ -181,11 +185,18 @@ def _variants(own: dict, overrides_file: object) -> dict[str, Variant]:
     origin = _describe_source(source)
     labels = {}
     for label in [*own, *(label for label in given if label not in own)]:
-        if label not in given:
-            labels[label] = _variant(label, own[label])
+        spec = dict(_mapping(own.get(label), f"overrides.{label}"))
+        entry = spec.pop("tuned_as", label)
+        if entry not in given:
+            if entry != label:
+                raise MixtuneError(
+                    f"bench config overrides.{label} has tuned_as: {entry}, but {source} has no entry '{entry}': "
+                    f"use one of {', '.join(given) or '(none)'}"
+                )
+            labels[label] = _variant(label, spec)
             continue
-        merged = deep_merge(_mapping(given[label], f"{source}: {label}"), _mapping(own.get(label), f"overrides.{label}"))
-        labels[label] = _variant(label, merged, origin)
+        merged = deep_merge(_mapping(given[entry], f"{source}: {entry}"), spec)
+        labels[label] = _variant(label, merged, origin if entry == label else f"{origin} (the {entry} entry)")
     return labels
 
 
