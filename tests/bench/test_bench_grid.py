@@ -209,6 +209,16 @@ def test_tuned_as_an_entry_the_file_lacks_is_an_error(tmp_path):
         load_grid(path)
 
 
+def test_seeds_first_order_runs_every_cell_of_a_seed_before_the_next(tmp_path):
+    values = {"tasks": ["rte", "mrpc"], "sizes": [24], "methods": ["vanilla", "lora"], "seeds": [2, 1]}
+    table = [(c.task, c.method, c.seed) for c in load_grid(write(tmp_path, values)).cells]
+    assert table[:2] == [("rte", "vanilla", 2), ("rte", "vanilla", 1)]
+    seeds_first = [(c.task, c.method, c.seed) for c in load_grid(write(tmp_path, {**values, "order": "seeds-first"})).cells]
+    assert seeds_first == [cell for cell in table if cell[2] == 2] + [cell for cell in table if cell[2] == 1]
+    with pytest.raises(MixtuneError, match="order: 'random' is not known: use one of table, seeds-first"):
+        load_grid(write(tmp_path, {**values, "order": "random"}))
+
+
 def test_missing_axis_is_an_error(tmp_path):
     with pytest.raises(MixtuneError, match="gives no seeds"):
         load_grid(write(tmp_path, {"tasks": ["rte"], "sizes": [24], "methods": ["vanilla"]}))

@@ -2,6 +2,7 @@
 
     results: results/table.jsonl          # optional; default results/<config stem>.jsonl
     search_cache: runs/search-cache       # optional: mixup-blo runs share searches through this folder
+    order: seeds-first                    # optional: run every cell of seed 1 first (default: table order)
     base: {data: {data_dir: ...}, train: {max_length: 128}}   # run-config values shared by every cell
     overrides_file: benchmarks/tuned.yaml # optional: more overrides (e.g. from `mixtune select`), under
     overrides:                            # these own ones (a key set in both: the own value wins)
@@ -44,7 +45,8 @@ from mixtune.models import resolve_model
 
 AXES = ("models", "tasks", "sizes", "methods", "seeds")
 BLOCK_KEYS = (*AXES, "sweep")
-TOP_KEYS = ("results", "base", "overrides", "overrides_file", "search_cache", "grids", *BLOCK_KEYS)
+TOP_KEYS = ("results", "base", "overrides", "overrides_file", "search_cache", "order", "grids", *BLOCK_KEYS)
+ORDERS = ("table", "seeds-first")
 KEY_FIELDS = ("model", "task", "size", "method", "seed", "config_hash")
 # Set by the grid only; and left out of the settings hash together with where data and output live.
 GRID_OWNED = ("method", "model", "seed", "data.task", "data.train_size")
@@ -129,7 +131,18 @@ def load_grid(path: str | Path, results: str | Path | None = None) -> Grid:
         for cell in _expand(axes, base, labels, sweep, skipped, where):
             cells.setdefault(cell.id, cell)
     search_cache = _optional_path(values.get("search_cache"), "search_cache", "folder")
-    return Grid(list(cells.values()), skipped, _results_path(path, results or values.get("results")), search_cache)
+    return Grid(_ordered(list(cells.values()), values.get("order", "table")), skipped, _results_path(path, results or values.get("results")), search_cache)
+
+
+def _ordered(cells: list[Cell], order: object) -> list[Cell]:
+    """The run order. table: model, size, task, method, seed (blocks in turn); seeds-first: every cell of
+    seed 1 (in table order), then seed 2, ..., so a sweep stopped early still covers every (task, method)."""
+    if order not in ORDERS:
+        raise MixtuneError(f"bench config order: {order!r} is not known: use one of {', '.join(ORDERS)}")
+    if order == "table":
+        return cells
+    seeds = list(dict.fromkeys(cell.seed for cell in cells))
+    return sorted(cells, key=lambda cell: seeds.index(cell.seed))
 
 
 def _results_path(config: Path, given: object) -> Path:
