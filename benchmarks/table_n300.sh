@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The first full table end to end: tune -> select -> table -> report. Every step resumes, so after an
+# interruption run it again and it goes on where it stopped (a finished step costs seconds).
+#   bash benchmarks/table_n300.sh            # WORKERS=3 to run three single-threaded runs side by side
+# The tuned choice (benchmarks/tuned_n300.yaml) is written once and then kept: delete it to select again.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+workers="${WORKERS:-2}"
+
+# mixtune bench exits 1 when some cells failed (they are recorded and the steps after it show them),
+# 2 on a bad config, 130 on Ctrl-C: only the first lets the chain go on.
+bench() {
+  mixtune bench "$1" --workers "$workers"
+  local status=$?
+  if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then exit "$status"; fi
+}
+
+bench benchmarks/tune_n300.yaml
+if [ ! -f benchmarks/tuned_n300.yaml ]; then
+  mixtune select results/tune_n300.jsonl --out benchmarks/tuned_n300.yaml || exit $?
+fi
+bench benchmarks/table_n300.yaml
+mixtune report results/table_n300.jsonl
