@@ -143,26 +143,27 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise MixtuneError(f"config key '{key}' must be an integer, got {value!r}")
+        return _parse_text(value, int, key, "an integer")
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise MixtuneError(f"config key '{key}' must be a number, got {value!r}")
+        return _parse_text(value, float, key, "a number")
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise MixtuneError(f"config key '{key}' must be a string, got {value!r}")
     return value
+
+
+
+def _parse_text(value: Any, parse: type, key: str, kind: str) -> Any:
+    """A number given as text (a flag, a quoted YAML value), else the one-line error naming the key."""
+    if isinstance(value, str):
+        try:
+            return parse(value)
+        except ValueError:
+            pass
+    raise MixtuneError(f"config key '{key}' must be {kind}, got {value!r}")
 
 
 def _update_dataclass(obj: Any, values: dict[str, Any], prefix: str) -> None:
