@@ -17,7 +17,8 @@ bench() {
 
 bench benchmarks/tune_n300.yaml
 if [ ! -f benchmarks/tuned_n300.yaml ]; then
-  mixtune select results/tune_n300.jsonl --out benchmarks/tuned_n300.yaml || exit $?
+  # the table of every variant's dev scores is kept beside the results
+  mixtune select results/tune_n300.jsonl --out benchmarks/tuned_n300.yaml | tee results/tune_n300-selection.txt || exit $?
 fi
 bench benchmarks/table_n300.yaml
 mixtune report results/table_n300.jsonl
