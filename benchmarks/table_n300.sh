@@ -17,8 +17,10 @@ bench() {
 
 bench benchmarks/tune_n300.yaml
 if [ ! -f benchmarks/tuned_n300.yaml ]; then
-  # the table of every variant's dev scores is kept beside the results
-  mixtune select results/tune_n300.jsonl --out benchmarks/tuned_n300.yaml | tee results/tune_n300-selection.txt || exit $?
+  # the table of every variant's dev scores is kept beside the results (only when select succeeds)
+  mixtune select results/tune_n300.jsonl --out benchmarks/tuned_n300.yaml > results/tune_n300-selection.txt.partial || exit $?
+  mv results/tune_n300-selection.txt.partial results/tune_n300-selection.txt
+  cat results/tune_n300-selection.txt
 fi
 bench benchmarks/table_n300.yaml
 mixtune report results/table_n300.jsonl

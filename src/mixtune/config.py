@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -155,8 +156,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     return value
 
 
-
-def _parse_text(value: Any, parse: type, key: str, kind: str) -> Any:
+def _parse_text(value: Any, parse: Callable[[str], Any], key: str, kind: str) -> Any:
     """A number given as text (a flag, a quoted YAML value), else the one-line error naming the key."""
     if isinstance(value, str):
         try:
