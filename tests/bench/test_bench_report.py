@@ -61,6 +61,14 @@ def test_paired_differences_bootstrap_interval_and_win_rate(report):
     assert "| vanilla |" not in table
 
 
+def test_focus_method_against_each_other_row_on_shared_tasks(report):
+    table = section(report[1], "mixup-blo against each method")
+    # vanilla: cola 20 vs 20 (tie), rte 54 vs 52; stds (18.03 + 2.65) / 2 and (10 + 2) / 2
+    assert row(table, "vanilla") == ["2", "+1.00", "1 / 1 / 0", "10.34 / 6.00"]
+    assert row(table, "lora") == ["1", "-7.00", "0 / 0 / 1", "2.65 / 1.41"]  # rte only: 54 vs 61
+    assert "| mixup-blo |" not in table
+
+
 def test_cost_is_median_and_median_paired_ratio(report):
     table = section(report[1], "Cost")
     assert row(table, "vanilla") == ["6", "10.0", "1.00x", "1000", "1.00x"]

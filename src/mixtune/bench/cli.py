@@ -35,6 +35,9 @@ def add_bench_parsers(subparsers) -> None:
     report.add_argument("results", nargs="+", help="results JSONL file(s) written by mixtune bench")
     report.add_argument("--out", help="output folder (default: <results folder>/<results stem>-report)")
     report.add_argument("--baseline", default="vanilla", help="the method the others are compared with (default vanilla)")
+    report.add_argument(
+        "--focus", default="mixup-blo", help="the method set against every other row, task by task (default mixup-blo)"
+    )
     report.set_defaults(handler=cmd_report)
 
     select = subparsers.add_parser(
@@ -103,7 +106,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     paths = [Path(p) for p in args.results]
     out = Path(args.out) if args.out else paths[0].parent / f"{paths[0].stem}-report"
-    headline = write_report(paths, out, args.baseline)
+    headline = write_report(paths, out, args.baseline, args.focus)
     print(headline)
     print(f"report: {out / 'report.md'}")
     return 0

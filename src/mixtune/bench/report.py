@@ -2,8 +2,9 @@
 
 Per (model, train size): the headline table (mean ± sample std over seeds of each task's main test metric;
 MNLI: matched), stability (std, worst seed, degenerate runs), a paired comparison with the baseline
-(mean difference over shared seeds, 95% bootstrap CI over seeds, win rate with ties as half a win), cost
-(median wall time and peak memory, and their median paired ratio to the baseline) and the learned alpha.
+(mean difference over shared seeds, 95% bootstrap CI over seeds, win rate with ties as half a win), the
+focus method (the main method by default) against every other row task by task, cost (median wall time and
+peak memory, and their median paired ratio to the baseline) and the learned alpha.
 A method label with runs under several config hashes is shown as one row per hash ("lora@1a2b3c4d").
 """
 
@@ -266,6 +267,44 @@ def paired_table(runs: list[Run], tasks: list[str], methods: list[str], baseline
     return markdown_table(["method", *tasks], rows)
 
 
+def head_to_head_table(runs: list[Run], tasks: list[str], methods: list[str], focus: str) -> list[str]:
+    """The focus method against every other row, on the tasks both ran: the mean over those tasks of the
+    difference of task means, how many tasks the focus method's mean is higher / equal / lower (at two
+    decimals, as in the score table), and the mean of each one's std over seeds (tasks where both have one)."""
+    rows = []
+    for other in (m for m in methods if m != focus):
+        shared = [t for t in tasks if _scores(runs, focus, t) and _scores(runs, other, t)]
+        if not shared:
+            continue
+        own = [mean_std(_scores(runs, focus, t)) for t in shared]
+        theirs = [mean_std(_scores(runs, other, t)) for t in shared]
+        gaps = [round(a[0], 2) - round(b[0], 2) for a, b in zip(own, theirs)]
+        won, tied = sum(g > 0 for g in gaps), sum(g == 0 for g in gaps)
+        rows.append(
+            [
+                other,
+                str(len(shared)),
+                fmt(float(np.mean(gaps)), True),
+                f"{won} / {tied} / {len(shared) - won - tied}",
+                _mean_stds(own, theirs),
+            ]
+        )
+    header = ["against", "tasks", f"mean difference ({focus} - other)", "tasks won / tied / lost", f"mean std ({focus} / other)"]
+    return markdown_table(header, rows)
+
+
+def _scores(runs: list[Run], method: str, task: str) -> list[float]:
+    return [r.score for r in runs if r.method == method and r.task == task]
+
+
+def _mean_stds(own: list[tuple[float, float | None]], theirs: list[tuple[float, float | None]]) -> str:
+    """"a / b": the mean per-task std of each side, over the tasks where both ran several seeds."""
+    pairs = [(a[1], b[1]) for a, b in zip(own, theirs) if a[1] is not None and b[1] is not None]
+    if not pairs:
+        return DASH
+    return f"{fmt(float(np.mean([a for a, _ in pairs])))} / {fmt(float(np.mean([b for _, b in pairs])))}"
+
+
 def cost_table(runs: list[Run], methods: list[str], baseline: str) -> list[str]:
     """Median wall time and peak memory per method, and the median paired ratio to the baseline."""
     rows = []
@@ -333,7 +372,7 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(text).name)
 
 
-def write_report(paths: list[Path], out: Path, baseline: str = "vanilla") -> str:
+def write_report(paths: list[Path], out: Path, baseline: str = "vanilla", focus: str = "mixup-blo") -> str:
     """Write out/report.md and the plots; returns the headline table(s) as text."""
     from mixtune.bench import plots
 
@@ -358,6 +397,7 @@ def write_report(paths: list[Path], out: Path, baseline: str = "vanilla") -> str
         lines += ["### Stability", "", "Degenerate: constant predictions (a correlation metric of exactly 0).", ""]
         lines += [*stability_table(group, tasks, methods), ""]
         lines += _paired_section(group, tasks, methods, baseline)
+        lines += _head_to_head_section(group, tasks, methods, focus)
         lines += ["### Cost", "", *_cached_note(group), *cost_table(group, methods, baseline), ""]
         lines += _alpha_section(group, tasks, methods, name, title, out)
         lines += ["### Settings", "", *settings_table(group, methods), ""]
@@ -409,6 +449,16 @@ def _paired_section(runs: list[Run], tasks: list[str], methods: list[str], basel
         f"[95% bootstrap CI over seeds, {BOOTSTRAP_RESAMPLES} resamples], and the win rate (ties count half)."
     )
     return head + [text, "", *paired_table(runs, tasks, methods, baseline), ""]
+
+
+def _head_to_head_section(runs: list[Run], tasks: list[str], methods: list[str], focus: str) -> list[str]:
+    if focus not in methods or len(methods) < 2:
+        return []
+    text = (
+        f"{focus} against every other row, on the tasks both ran: the mean difference of the task means, "
+        "the tasks where its mean is higher / equal / lower, and the mean std over seeds on the tasks where both ran several."
+    )
+    return [f"### {focus} against each method", "", text, "", *head_to_head_table(runs, tasks, methods, focus), ""]
 
 
 def _alpha_section(runs: list[Run], tasks: list[str], methods: list[str], name: str, title: str, out: Path) -> list[str]:
