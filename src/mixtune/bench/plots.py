@@ -21,8 +21,9 @@ MAX_COLUMNS = 4
 
 
 def _grid(count: int, width: float, height: float):
-    columns = min(MAX_COLUMNS, count)
-    rows = math.ceil(count / columns)
+    """As few rows as MAX_COLUMNS allows, filled evenly (6 panels: 2 x 3, not 4 + 2)."""
+    rows = math.ceil(count / MAX_COLUMNS)
+    columns = math.ceil(count / rows)
     figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
     for ax in axes.flat[count:]:
         ax.set_visible(False)
