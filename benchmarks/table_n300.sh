@@ -5,15 +5,7 @@
 # The tuned choice (benchmarks/tuned_n300.yaml) is written once and then kept: delete it to select again.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-workers="${WORKERS:-2}"
-
-# mixtune bench exits 1 when some cells failed (they are recorded and the steps after it show them),
-# 2 on a bad config, 130 on Ctrl-C: only the first lets the chain go on.
-bench() {
-  mixtune bench "$1" --workers "$workers"
-  local status=$?
-  if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then exit "$status"; fi
-}
+source benchmarks/chain.sh
 
 bench benchmarks/tune_n300.yaml
 if [ ! -f benchmarks/tuned_n300.yaml ]; then

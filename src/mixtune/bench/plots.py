@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
+from mixtune.bench.report import scores_of  # noqa: E402
+
 if TYPE_CHECKING:
     from mixtune.bench.report import Run
 
@@ -43,7 +45,7 @@ def seed_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path,
     figure, axes = _grid(len(tasks), max(3.0, 0.7 * len(methods) + 1.5), 3.4)
     for ax, task in zip(axes, tasks, strict=True):
         for x, method in enumerate(methods):
-            scores = [r.score for r in runs if r.task == task and r.method == method]
+            scores = scores_of(runs, method, task)
             if not scores:
                 continue
             offsets = np.linspace(-0.15, 0.15, len(scores)) if len(scores) > 1 else [0.0]

@@ -177,6 +177,11 @@ def paired_ratio(runs: list[Run], method: str, baseline: str, value: Callable[[R
     return statistics.median(ratios) if ratios else None
 
 
+def scores_of(runs: list[Run], method: str, task: str) -> list[float]:
+    """One cell's scores, one per seed."""
+    return [r.score for r in runs if r.method == method and r.task == task]
+
+
 def seed_averages(runs: list[Run], method: str, tasks: list[str]) -> list[float]:
     """Per seed present on every task: the method's average over tasks (the Average column's samples)."""
     by_seed: dict[int, dict[str, float]] = defaultdict(dict)
@@ -207,7 +212,7 @@ def fmt(value: float | None, signed: bool = False) -> str:
 
 def score_table(runs: list[Run], tasks: list[str], methods: list[str]) -> list[str]:
     """Methods x (tasks + Average): mean ± std over seeds, best mean per column in bold, (n=k) where n differs."""
-    columns = {task: {m: [r.score for r in runs if r.method == m and r.task == task] for m in methods} for task in tasks}
+    columns = {task: {m: scores_of(runs, m, task) for m in methods} for task in tasks}
     columns["Average"] = {m: seed_averages(runs, m, tasks) for m in methods}
     counts = Counter(len(v) for column in columns.values() for v in column.values() if v)
     usual_n = counts.most_common(1)[0][0]
@@ -271,13 +276,15 @@ def head_to_head_table(runs: list[Run], tasks: list[str], methods: list[str], fo
     """The focus method against every other row, on the tasks both ran: the mean over those tasks of the
     difference of task means, how many tasks the focus method's mean is higher / equal / lower (at two
     decimals, as in the score table), and the mean of each one's std over seeds (tasks where both have one)."""
+    focus_scores = {t: scores_of(runs, focus, t) for t in tasks}
     rows = []
     for other in (m for m in methods if m != focus):
-        shared = [t for t in tasks if _scores(runs, focus, t) and _scores(runs, other, t)]
+        other_scores = {t: scores_of(runs, other, t) for t in tasks}
+        shared = [t for t in tasks if focus_scores[t] and other_scores[t]]
         if not shared:
             continue
-        own = [mean_std(_scores(runs, focus, t)) for t in shared]
-        theirs = [mean_std(_scores(runs, other, t)) for t in shared]
+        own = [mean_std(focus_scores[t]) for t in shared]
+        theirs = [mean_std(other_scores[t]) for t in shared]
         gaps = [round(a[0], 2) - round(b[0], 2) for a, b in zip(own, theirs)]
         won, tied = sum(g > 0 for g in gaps), sum(g == 0 for g in gaps)
         rows.append(
@@ -291,10 +298,6 @@ def head_to_head_table(runs: list[Run], tasks: list[str], methods: list[str], fo
         )
     header = ["against", "tasks", f"mean difference ({focus} - other)", "tasks won / tied / lost", f"mean std ({focus} / other)"]
     return markdown_table(header, rows)
-
-
-def _scores(runs: list[Run], method: str, task: str) -> list[float]:
-    return [r.score for r in runs if r.method == method and r.task == task]
 
 
 def _mean_stds(own: list[tuple[float, float | None]], theirs: list[tuple[float, float | None]]) -> str:
