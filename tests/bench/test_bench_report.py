@@ -120,6 +120,7 @@ def test_settings_say_where_tuned_values_came_from_and_cached_searches_cost_what
     lines = [
         record_line("rte", "vanilla", 1, 50, settings_from=source),
         record_line("rte", "vanilla-released", 1, 50),
+        record_line("rte", "joint", 1, 50, settings_from=f"{source} (the mixup-blo entry)"),
         record_line("rte", "mixup-blo", 1, 50, seconds=210.0, memory=3000.0, settings_from=source),
         record_line("rte", "mixup-blo", 2, 50, memory=1500.0, settings_from=source, **cached),
     ]
@@ -130,6 +131,8 @@ def test_settings_say_where_tuned_values_came_from_and_cached_searches_cost_what
     settings = section(text + "## Model default, n = 500", "Settings")
     assert row(settings, "vanilla") == ["2e-05", "3", "h", "`benchmarks/tuned.yaml`"]
     assert row(settings, "vanilla-released") == ["2e-05", "3", "h", "the bench config"]
+    assert row(settings, "joint")[-1] == "`benchmarks/tuned.yaml` (the mixup-blo entry)"
+    assert settings.count("- `benchmarks/tuned.yaml`: ") == 1, "one note per file, however many entries"
     assert f"- `benchmarks/tuned.yaml`: {source.partition(': ')[2]}" in settings
     cost = section(text + "## Model default, n = 500", "Cost")
     assert "1 runs (mixup-blo) loaded their search from the search cache" in cost

@@ -350,10 +350,20 @@ def alpha_role_table(runs: list[Run], methods: list[str]) -> list[str]:
     return markdown_table(["method", *roles], rows)
 
 
+def split_source(settings_from: str) -> tuple[str, str, str]:
+    """A record's `settings_from` ("FILE: HEADER", with " (the METHOD entry)" appended when a row took another
+    method's entry) as (file, header, entry note)."""
+    file, _, header = settings_from.partition(": ")
+    header, marker, entry = header.rpartition(" (the ")
+    if not marker or not entry.endswith(" entry)"):
+        return file, header + marker + entry, ""
+    return file, header, f" (the {entry}"
+
+
 def settings_table(runs: list[Run], methods: list[str]) -> list[str]:
     """The learning rate and epochs each row ran with (the protocol fixes them per method and backbone),
     and, where rows took their settings from an overrides_file (the tuned ones), that file and its header."""
-    sources = ordered(r.settings_from for r in runs if r.settings_from)
+    sources = [split_source(r.settings_from) for r in runs if r.settings_from]
     rows = []
     for method in methods:
         own = [r for r in runs if r.method == method]
@@ -362,11 +372,13 @@ def settings_table(runs: list[Run], methods: list[str]) -> list[str]:
         hashes = sorted({r.config_hash for r in own})
         row = [method, ", ".join(lrs), ", ".join(epochs), ", ".join(hashes)]
         if sources:
-            files = ordered(r.settings_from.partition(": ")[0] for r in own if r.settings_from)
-            row.append(", ".join(f"`{f}`" for f in files) or "the bench config")
+            own_sources = [split_source(r.settings_from) for r in own if r.settings_from]
+            files = ordered(f"`{file}`{entry}" for file, _, entry in own_sources)
+            row.append(", ".join(files) or "the bench config")
         rows.append(row)
     header = ["method", "lr", "epochs", "config hash"] + (["settings from"] if sources else [])
-    notes = [f"- `{s.partition(': ')[0]}`: {s.partition(': ')[2] or '(no header)'}" for s in sources]
+    headers = dict.fromkeys((file, text) for file, text, _ in sources)
+    notes = [f"- `{file}`: {text or '(no header)'}" for file, text in headers]
     return markdown_table(header, rows) + ([""] + notes if notes else [])
 
 
