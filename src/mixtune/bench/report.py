@@ -10,6 +10,7 @@ A method label with runs under several config hashes is shown as one row per has
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -354,16 +355,14 @@ def split_source(settings_from: str) -> tuple[str, str, str]:
     """A record's `settings_from` ("FILE: HEADER", with " (the METHOD entry)" appended when a row took another
     method's entry) as (file, header, entry note)."""
     file, _, header = settings_from.partition(": ")
-    header, marker, entry = header.rpartition(" (the ")
-    if not marker or not entry.endswith(" entry)"):
-        return file, header + marker + entry, ""
-    return file, header, f" (the {entry}"
+    entry = re.search(r" \(the \S+ entry\)$", header)
+    return (file, header[: entry.start()], entry.group()) if entry else (file, header, "")
 
 
 def settings_table(runs: list[Run], methods: list[str]) -> list[str]:
     """The learning rate and epochs each row ran with (the protocol fixes them per method and backbone),
     and, where rows took their settings from an overrides_file (the tuned ones), that file and its header."""
-    sources = [split_source(r.settings_from) for r in runs if r.settings_from]
+    sources = [(r.method, *split_source(r.settings_from)) for r in runs if r.settings_from]
     rows = []
     for method in methods:
         own = [r for r in runs if r.method == method]
@@ -372,12 +371,11 @@ def settings_table(runs: list[Run], methods: list[str]) -> list[str]:
         hashes = sorted({r.config_hash for r in own})
         row = [method, ", ".join(lrs), ", ".join(epochs), ", ".join(hashes)]
         if sources:
-            own_sources = [split_source(r.settings_from) for r in own if r.settings_from]
-            files = ordered(f"`{file}`{entry}" for file, _, entry in own_sources)
+            files = ordered(f"`{file}`{entry}" for m, file, _, entry in sources if m == method)
             row.append(", ".join(files) or "the bench config")
         rows.append(row)
     header = ["method", "lr", "epochs", "config hash"] + (["settings from"] if sources else [])
-    headers = dict.fromkeys((file, text) for file, text, _ in sources)
+    headers = dict.fromkeys((file, text) for _, file, text, _ in sources)
     notes = [f"- `{file}`: {text or '(no header)'}" for file, text in headers]
     return markdown_table(header, rows) + ([""] + notes if notes else [])
 
