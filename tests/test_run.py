@@ -80,7 +80,8 @@ def cli(args, capsys):
 )
 def test_bad_input_is_one_line_exit_2_and_no_output(args, message, tmp_path, capsys, glue_dir, tiny_model_dir):
     out = tmp_path / "out"
-    base = ["train", "--task", "rte", "--data-dir", str(glue_dir), "--model", str(tiny_model_dir), "--quiet", "--output-dir", str(out)]
+    base = ["train", "--task", "rte", "--data-dir", str(glue_dir), "--model", str(tiny_model_dir), "--max-length", "32", "--quiet",
+            "--output-dir", str(out)]
     code, err = cli(base + args, capsys)
     assert code == 2
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err

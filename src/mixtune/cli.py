@@ -10,10 +10,12 @@ from typing import Any
 
 from mixtune.bench.cli import add_bench_parsers
 from mixtune.config import build_config, flag_specs, load_yaml, set_dotted
+from mixtune.data.glue import glue_task
 from mixtune.errors import MixtuneError
+from mixtune.paths import check_writable
 
 TRAIN_ALIASES = {"train.lr": "--lr", "train.epochs": "--epochs", "train.batch_size": "--batch-size", "train.max_length": "--max-length"}
-TOP_LEVEL = {"method": str, "model": str, "seed": int, "output_dir": str}
+TOP_LEVEL = {"method": str, "model": str, "pooling": str, "pair_encoding": str, "seed": int, "output_dir": str}
 
 
 def add_train_parser(subparsers) -> None:
@@ -25,6 +27,8 @@ def add_train_parser(subparsers) -> None:
     parser.add_argument("--config", help="YAML file with any of the keys below (nested: train:, mixup:, search:, data:)")
     parser.add_argument("--method", help="mixup-blo (default), vanilla, joint, random-alpha, ...")
     parser.add_argument("--model", help="model folder or hub id (default: the packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--pooling", help="head: auto (default: the backbone's own pooling), cls (the architecture's head), mean, max")
+    parser.add_argument("--pair-encoding", help="sentence pairs: joint (cross-encoder) or separate (bi-encoder; pooled heads only)")
     parser.add_argument("--seed", help="seed of the subsample, the head init and training (default 1)")
     parser.add_argument("--output-dir", help="run folder (default runs/TASK-METHOD-nN-sSEED)")
     parser.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE", help="a method hyperparameter, e.g. p=0.3")
@@ -53,12 +57,21 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    check_task(config)
+    from mixtune.models import quiet_transformers
     from mixtune.run import run
 
-    config = config_from_args(args)
+    quiet_transformers()
     record = run(config, progress=not args.quiet, overwrite=args.overwrite)
     print(summary_line(record))
     return 0
+
+
+def check_task(config: Any) -> None:
+    """A misspelt GLUE task fails before torch loads (own data, --train-file, takes no task name)."""
+    if config.data.task and not config.data.train_file:
+        glue_task(config.data.task)
 
 
 def summary_line(record: dict) -> str:
@@ -83,8 +96,12 @@ def add_predict_parser(subparsers) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.output:
+        check_writable(Path(args.output), "output file")
+    from mixtune.models import quiet_transformers
     from mixtune.predict import predict_file
 
+    quiet_transformers()
     columns = [c.strip() for c in args.text_columns.split(",")] if args.text_columns else None
     predictions = predict_file(args.model, args.input, columns)
     lines = "".join(json.dumps(p) + "\n" for p in predictions)
@@ -106,9 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mixtune.models import quiet_transformers
-
-    quiet_transformers()
+    """Arguments and config are checked first; each command imports torch and friends only when it needs them."""
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

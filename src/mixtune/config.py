@@ -35,11 +35,17 @@ class TrainConfig:
     scheduler: str = "linear"
     max_grad_norm: float | None = 1.0
     eval_batch_size: int = 64
+    eval_every: int | None = None  # steps between dev evaluations; None = 4 per epoch
+    select: str = "best-dev"  # keep the trainable state with the best dev score; "last" = the paper's protocol
+    patience: int | None = None  # stop after this many dev evaluations without improvement; None = never
+    report_last_step: bool = False  # also score the test sets at the last step (what best-dev selection changed)
+    layer_decay: float | None = None  # None = off; layer l trains at lr * decay^(L + 1 - l) (Zhang et al. 2021)
+    reinit_layers: int = 0  # re-initialise the top k layers and the pooler before training (Zhang et al. 2021)
 
 
 @dataclass
 class MixupConfig:
-    """Attention-guided weight mixup (METHOD.md section 1)."""
+    """Attention-guided weight mixup (docs/method.md section 1)."""
 
     form: str = "released"  # "released": (A@B)*W + ((1-A)@(1-B))*W0 ; "convex": a*W + (1-a)*W0
     rank: int | None = 1  # None = full rank (one alpha entry per weight)
@@ -50,7 +56,7 @@ class MixupConfig:
 
 @dataclass
 class SearchConfig:
-    """The bi-level search phase, repeated over K random splits (METHOD.md section 2)."""
+    """The bi-level search phase, repeated over K random splits (docs/method.md section 2)."""
 
     splits: int = 5
     split_ratio: float = 0.8
@@ -88,6 +94,8 @@ class DataConfig:
 class RunConfig:
     method: str = "mixup-blo"
     model: str | None = None  # None = the packaged all-MiniLM-L6-v2
+    pooling: str = "auto"  # the head: auto (the backbone's own pooling), cls (the architecture's head), mean, max
+    pair_encoding: str | None = None  # sentence pairs: joint (cross-encoder) or separate (bi-encoder); None = the method's
     seed: int = 1
     output_dir: str | None = None
     method_args: dict[str, Any] = field(default_factory=dict)
@@ -211,12 +219,14 @@ def save_yaml(config: RunConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
+POOLING_CHOICES = ("auto", "cls", "mean", "max")  # resolved by mixtune.heads at load time
 CHOICES = {
     "mixup.form": ("released", "convex"),
     "search.hypergradient": ("first-order", "finite-difference"),
     "search.average": ("all", "alpha"),
     "data.task_type": ("classification", "regression"),
     "train.scheduler": ("linear", "cosine", "constant"),
+    "train.select": ("best-dev", "last"),
     "search.inner_scheduler": ("linear", "cosine", "constant"),
     "search.alpha_scheduler": ("linear", "cosine", "constant"),
 }
@@ -224,6 +234,10 @@ CHOICES = {
 
 def validate(config: RunConfig) -> None:
     """Range and choice checks that types alone cannot express."""
+    if config.pair_encoding not in (None, "joint", "separate"):
+        raise MixtuneError(f"config key 'pair_encoding' is {config.pair_encoding!r}: choose joint or separate")
+    if config.pooling not in POOLING_CHOICES:
+        raise MixtuneError(f"config key 'pooling' is {config.pooling!r}: choose one of {', '.join(POOLING_CHOICES)}")
     for key, allowed in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
@@ -236,7 +250,12 @@ def validate(config: RunConfig) -> None:
         ("mixup.rank", config.mixup.rank is None or config.mixup.rank >= 1, "at least 1, or null for full rank"),
         ("train.batch_size", config.train.batch_size >= 1, "at least 1"),
         ("train.max_length", config.train.max_length >= 8, "at least 8"),
+        ("train.eval_every", config.train.eval_every is None or config.train.eval_every >= 1, "at least 1, or null"),
+        ("train.patience", config.train.patience is None or config.train.patience >= 1, "at least 1, or null"),
         ("train.warmup_ratio", 0.0 <= config.train.warmup_ratio < 1.0, "in [0, 1)"),
+        ("train.layer_decay", config.train.layer_decay is None or 0.0 < config.train.layer_decay <= 1.0,
+         "in (0, 1], or null for off"),
+        ("train.reinit_layers", config.train.reinit_layers >= 0, "at least 0"),
         ("data.train_size", config.data.train_size is None or config.data.train_size >= 1, "at least 1"),
     ]
     for key, ok, expected in checks:

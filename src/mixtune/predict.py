@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from transformers import AutoTokenizer
 
-from mixtune.data.batching import make_loader
+from mixtune.data.batching import clamp_max_length, make_loader
 from mixtune.data.readers import read_table
 from mixtune.errors import MixtuneError
 from mixtune.methods import method_class
@@ -38,8 +38,8 @@ def predict_file(run_dir: str | Path, input_file: str | Path, text_columns: list
         )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = method_class(record["method"]).load_saved(model_dir)
-    encoded = tokenizer(*[[row[c] for row in rows] for c in columns], truncation=True,
-                        max_length=record["config"]["train"]["max_length"])
+    max_length = clamp_max_length(record["config"]["train"]["max_length"], tokenizer, model)
+    encoded = tokenizer(*[[row[c] for row in rows] for c in columns], truncation=True, max_length=max_length)
     features = [{k: v[i] for k, v in encoded.items()} | {"labels": 0} for i in range(len(rows))]
     logits, _ = predict_logits(model, make_loader(features, tokenizer, batch_size, shuffle=False))
     if task["kind"] == "regression":

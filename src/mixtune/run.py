@@ -23,13 +23,15 @@ from torch import nn
 
 from mixtune.config import RunConfig, save_yaml, validate
 from mixtune.data import load_task
-from mixtune.data.batching import encode, make_loader
+from mixtune.data.batching import clamp_max_length, encode, make_loader
 from mixtune.data.sampling import low_resource_indices
 from mixtune.errors import MixtuneError
+from mixtune.layers import reinit_top_layers
 from mixtune.methods import method_class
 from mixtune.metrics import evaluate, predict_logits
 from mixtune.models import load_model
-from mixtune.train import FitContext
+from mixtune.paths import check_writable, describe_contents
+from mixtune.train import FitContext, load_trainable_state, trainable_state
 
 RECORD_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -59,7 +61,16 @@ def default_output_dir(config: RunConfig) -> Path:
 
 
 def check_output_dir(path: Path, overwrite: bool) -> None:
-    if path.exists() and any(path.iterdir()) and not overwrite:
+    """Before any work: the folder can be written, and is new, empty, or a run that --overwrite may replace."""
+    check_writable(path, "output folder", folder=True, replaced=True)
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    if not (path / RECORD_FILE).is_file():
+        raise MixtuneError(
+            f"output folder {path} holds {describe_contents(path)} and no {RECORD_FILE}: it is not a mixtune run; "
+            "pass a new or empty --output-dir (--overwrite replaces only a run)"
+        )
+    if not overwrite:
         raise MixtuneError(f"output folder {path} already holds a run: pass --overwrite or another --output-dir")
 
 
@@ -93,8 +104,12 @@ def run(
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    tokenizer, model = load_model(config.model, spec, config.seed)
+    pair_encoding = config.pair_encoding or method_cls.pair_encoding
+    tokenizer, model, head = load_model(config.model, spec, config.seed, config.pooling, pair_encoding)
+    if config.train.reinit_layers > 0:
+        reinit_top_layers(model, config.train.reinit_layers, config.seed)
     regression = spec.kind == "regression"
+    config.train.max_length = clamp_max_length(config.train.max_length, tokenizer, model, method.reserved_positions)
     max_length = config.train.max_length
     train_features = encode(task.pool.subset(train_idx), tokenizer, max_length, regression)
     dev_examples = task.dev if task.dev is not None else task.pool.subset(dev_idx)
@@ -102,24 +117,34 @@ def run(
         encode(examples, tokenizer, max_length, regression), tokenizer, config.train.eval_batch_size, shuffle=False
     )
 
-    ctx = FitContext(train_features, tokenizer, config, config.seed, progress=progress, search_cache=search_cache)
+    dev_features = encode(dev_examples, tokenizer, max_length, regression)
+    dev_loader = make_loader(dev_features, tokenizer, config.train.eval_batch_size, shuffle=False)
+    ctx = FitContext(
+        train_features, tokenizer, config, config.seed, progress=progress, search_cache=search_cache,
+        dev_features=dev_features, evaluate_dev=lambda m: evaluate(m, dev_loader, spec)[spec.main_metric],
+    )
     model = method.fit(model, ctx)
 
     eval_started = time.perf_counter()
-    metrics = {"dev": evaluate(model, eval_loader(dev_examples), spec)}
+    metrics = {"dev": evaluate(model, dev_loader, spec)}
     for name, examples in task.tests.items():
         metrics[name] = evaluate(model, eval_loader(examples), spec)
+    last_step = None
+    if ctx.last_step_state is not None:
+        last_step = last_step_metrics(model, ctx.last_step_state, task.tests, eval_loader, spec)
     ctx.phase_times["eval"] = time.perf_counter() - eval_started
 
     record = {
         "config": config.to_dict(),
         "method": config.method,
         "hyperparameters": method.hyperparameters(),
+        "head": {"pooling": head, "pair_encoding": getattr(getattr(model, "config", None), "mixtune_pair_encoding", "joint")},
         "task": asdict(spec),
         "data_sources": task.sources,
         "indices": {"train": train_idx, "dev": dev_idx if task.dev is None else "dev file"},
         "metrics": metrics,
         "main_metric": spec.main_metric,
+        **({"metrics_last_step": last_step} if last_step else {}),
         "log": _jsonable(ctx.log),
         "versions": library_versions(),
     }
@@ -146,6 +171,15 @@ def run(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return record
+
+
+def last_step_metrics(model: nn.Module, last: dict, tests: dict, eval_loader, spec) -> dict[str, dict[str, float]]:
+    """The test scores of the last step's weights; the model goes back to the selected ones after."""
+    selected = trainable_state(model)
+    load_trainable_state(model, last)
+    scores = {name: evaluate(model, eval_loader(examples), spec) for name, examples in tests.items()}
+    load_trainable_state(model, selected)
+    return scores
 
 
 def _export(method, model, tokenizer, test_examples, eval_loader, directory: Path) -> dict:

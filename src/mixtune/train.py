@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mixtune.data.batching import make_loader
+from mixtune.errors import TrainingDiverged
 from mixtune.optim import make_optimizer, make_schedule, steps_for
 
 if TYPE_CHECKING:
@@ -26,6 +28,8 @@ class FitContext:
     """What a method needs to train: the encoded training set, the tokenizer, the config, the seed.
 
     Methods record their phases' wall times in `phase_times` and anything worth keeping in `log`.
+    `dev_features` and `evaluate_dev(model) -> score` (the task's main metric on the run's dev split, higher is
+    better) let the loop keep the best checkpoint and let methods choose a setting on dev.
     `search_cache`: a folder where mixup-blo keeps finished searches (None: no caching); a method that
     loaded its search from there sets `search_cached`.
     """
@@ -36,9 +40,12 @@ class FitContext:
     seed: int
     progress: bool = True
     search_cache: Path | None = None
+    dev_features: list[dict] = field(default_factory=list)
+    evaluate_dev: Callable[[nn.Module], float] | None = None
     phase_times: dict[str, float] = field(default_factory=dict)
     log: dict[str, Any] = field(default_factory=dict)
     search_cached: bool = False
+    last_step_state: dict[str, torch.Tensor] | None = None
 
     def loader(self, features: list[dict] | None = None, shuffle: bool = True, seed_offset: int = 0) -> DataLoader:
         features = self.features if features is None else features
@@ -54,24 +61,117 @@ def cycle(loader: DataLoader) -> Iterator[dict]:
 def batch_loss(model: nn.Module, batch: dict) -> torch.Tensor:
     loss = model(**batch).loss
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"training loss became {loss.item()}: lower the learning rate")
+        raise TrainingDiverged(f"training loss became {loss.item()}: lower the learning rate")
     return loss
+
+
+DIVERGENCE_FACTOR = 100.0  # a running loss this many times its start means the run diverged
+LOSS_WINDOW = 10
+
+
+class DivergenceGuard:
+    """Fails the run when the running loss climbs far above where it started, or a weight is not finite."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def add(self, loss: float) -> None:
+        self.losses.append(loss)
+        start = sum(self.losses[:LOSS_WINDOW]) / min(len(self.losses), LOSS_WINDOW)
+        recent = self.losses[-LOSS_WINDOW:]
+        running = sum(recent) / len(recent)
+        if len(self.losses) > LOSS_WINDOW and running > DIVERGENCE_FACTOR * max(start, 1e-3):
+            raise TrainingDiverged(
+                f"training diverged (loss {running:.3g}, started at {start:.3g}): lower the learning rate"
+            )
+
+    @staticmethod
+    def check_weights(params: list[nn.Parameter]) -> None:
+        if not all(torch.isfinite(p).all() for p in params):
+            raise TrainingDiverged("training diverged (a weight is not finite after the last step): lower the learning rate")
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of every trainable parameter, by name."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@torch.no_grad()
+def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    for name, param in model.named_parameters():
+        if name in state:
+            param.copy_(state[name])
+
+
+class DevSelector:
+    """Evaluates on dev every `every` steps, keeps the best trainable state in memory, restores it at the end.
+
+    select = "last" still records the dev curve (for plots) but keeps the final weights. Ties keep the
+    earlier step. `patience` dev evaluations without improvement stop training early.
+    """
+
+    def __init__(self, model: nn.Module, evaluate: Callable[[nn.Module], float] | None, every: int, select: str, patience: int | None):
+        self.model, self.evaluate, self.every = model, evaluate, every
+        self.select, self.patience = select, patience
+        self.curve: list[dict[str, float]] = []
+        self.best_score, self.best_step, self.best_state = -math.inf, 0, None
+        self.since_best = 0
+
+    @property
+    def active(self) -> bool:
+        return self.evaluate is not None
+
+    def after_step(self, step: int, total: int) -> bool:
+        """Evaluate when due (and after the last step); True when patience ran out."""
+        done = step + 1
+        if not self.active or (done % self.every and done != total):
+            return False
+        score = self.evaluate(self.model)
+        self.curve.append({"step": done, "dev": score})
+        if score > self.best_score:
+            self.best_score, self.best_step, self.since_best = score, done, 0
+            if self.select == "best-dev":
+                self.best_state = trainable_state(self.model)
+        else:
+            self.since_best += 1
+        return self.patience is not None and self.since_best >= self.patience
+
+    def restore(self) -> None:
+        if self.best_state is not None:
+            load_trainable_state(self.model, self.best_state)
+
+    def summary(self, steps_run: int) -> dict[str, Any]:
+        if not self.active:
+            return {"select": "last"}
+        chosen = self.best_step if self.select == "best-dev" else steps_run
+        return {"select": self.select, "selected_step": chosen, "best_dev": self.best_score, "dev_curve": self.curve}
+
+
+def eval_interval(config_every: int | None, batches_per_epoch: int) -> int:
+    """Steps between dev evaluations: as configured, else four per epoch."""
+    return config_every or max(1, batches_per_epoch // 4)
 
 
 def train_loop(
     model: nn.Module, loader: DataLoader, method: Method, lr: float, epochs: float, ctx: FitContext, desc: str
 ) -> dict[str, Any]:
-    """AdamW with a warmup schedule and gradient clipping; the method's hooks shape what moves."""
+    """AdamW with a warmup schedule and gradient clipping; the method's hooks shape what moves.
+
+    With a dev evaluator in ctx the loop evaluates every train.eval_every steps and, under
+    train.select = best-dev, ends holding the trainable state of the best dev score.
+    """
     cfg = ctx.config.train
     groups = method.parameter_groups(model, cfg.weight_decay, lr)
     params = [p for g in groups for p in g["params"]]
     optimizer = make_optimizer(groups, lr)
     total = steps_for(epochs, len(loader))
     schedule = make_schedule(optimizer, cfg.scheduler, total, cfg.warmup_ratio)
+    selector = DevSelector(model, ctx.evaluate_dev, eval_interval(cfg.eval_every, len(loader)), cfg.select, cfg.patience)
+    guard = DivergenceGuard()
     method.on_train_start(model, loader, total)
     model.train()
-    losses: list[float] = []
     started = time.perf_counter()
+    steps_run = 0
     with tqdm(total=total, desc=desc, disable=not ctx.progress, leave=False) as bar:
         for step, batch in zip(range(total), cycle(loader)):
             loss = batch_loss(model, batch)
@@ -83,7 +183,21 @@ def train_loop(
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             method.after_optimizer_step(model, step)
-            losses.append(loss.item())
+            guard.add(loss.item())
+            steps_run = step + 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
-    return {"steps": total, "final_loss": sum(losses[-10:]) / len(losses[-10:]), "seconds": time.perf_counter() - started}
+            if selector.after_step(step, total):
+                break
+    guard.check_weights(params)
+    if cfg.report_last_step and selector.best_state is not None:
+        ctx.last_step_state = trainable_state(model)
+    selector.restore()
+    recent = guard.losses[-LOSS_WINDOW:]
+    return {
+        "steps": steps_run,
+        "planned_steps": total,
+        "final_loss": sum(recent) / len(recent),
+        "seconds": time.perf_counter() - started,
+        **selector.summary(steps_run),
+    }

@@ -4,6 +4,7 @@ in a spawned process (the runner's target 'tests/bench/fake_runs.py:ok_run')."""
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from mixtune.config import RunConfig
@@ -57,3 +58,19 @@ def die_or_fail(config: RunConfig) -> dict[str, Any]:
 def echo_options(config: RunConfig, search_cache: str | None = None) -> dict[str, Any]:
     """A finished run that records the search_cache option it was given."""
     return {**ok_run(config), "search_cache": search_cache}
+
+
+def raise_anything(config: RunConfig) -> dict[str, Any]:
+    """Seeds 1-3 fail in ways other than a NaN loss (a two-line message, a KeyError, no message); the rest finish."""
+    errors = {1: RuntimeError("out of patience\nsecond line"), 2: KeyError("head"), 3: ValueError()}
+    if config.seed in errors:
+        raise errors[config.seed]
+    return ok_run(config)
+
+
+def sleep_run(config: RunConfig) -> dict[str, Any]:
+    """A long run that first writes its process id to $MIXTUNE_TEST_PID_FILE (the orphan test kills its parent)."""
+    with open(os.environ["MIXTUNE_TEST_PID_FILE"], "w") as handle:
+        handle.write(str(os.getpid()))
+    time.sleep(60)
+    return ok_run(config)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from mixtune.bench.report import bootstrap_ci, load_runs, reported_split, win_rate, write_report
+from mixtune.bench.report import write_report
+from mixtune.bench.runs import bootstrap_ci, load_runs, reported_split, win_rate
 from mixtune.errors import MixtuneError
+
+from .conftest import record_line
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -137,3 +142,19 @@ def test_settings_say_where_tuned_values_came_from_and_cached_searches_cost_what
     cost = section(text + "## Model default, n = 500", "Cost")
     assert "1 runs (mixup-blo) loaded their search from the search cache" in cost
     assert row(cost, "mixup-blo") == ["2", "210.0", "21.00x", "3000", "3.00x"]
+
+
+def test_selection_section_compares_the_chosen_and_the_last_step(tmp_path):
+    lines = []
+    for seed, (chosen, last) in enumerate([(80.0, 70.0), (60.0, 66.0)], start=1):
+        line = record_line("sst2", "vanilla", seed, chosen)
+        line["metrics_last_step"] = {"test": {"accuracy": last}}
+        line["log"] = {"finetune": {"dev_curve": [{"step": 10, "dev": 50.0}, {"step": 20 * seed, "dev": 90.0}]}}
+        lines.append(line)
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_report([path], tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    table = text.split("### Checkpoint selection")[1].split("###")[0]
+    assert row(table, "vanilla") == ["sst2", "2", "70.00", "68.00", "+2.00", "30"]
+    assert (tmp_path / "report" / "dev_curves_default_n300.png").read_bytes().startswith(PNG_MAGIC)

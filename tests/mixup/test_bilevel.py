@@ -5,8 +5,19 @@ import torch
 from torch.func import functional_call, grad, jvp
 
 from mixtune.config import MixupConfig, SearchConfig
-from mixtune.mixup import alpha_parameters, bilevel_search, inject_mixup, mixup_layers, repeated_search, task_parameters
-from mixtune.mixup.bilevel import _inner_step, finite_difference_hypergradient, first_order_hypergradient
+from mixtune.mixup import (
+    alpha_parameters,
+    bilevel_search,
+    inject_mixup,
+    mixup_layers,
+    repeated_search,
+    task_parameters,
+)
+from mixtune.mixup.bilevel import (
+    _inner_step,
+    finite_difference_hypergradient,
+    first_order_hypergradient,
+)
 from tests.conftest import tiny_batch, tiny_bert
 
 

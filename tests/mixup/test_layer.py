@@ -5,7 +5,13 @@ import torch
 from torch import nn
 
 from mixtune.config import MixupConfig
-from mixtune.mixup import MixupLinear, inject_mixup, merge_and_unload, mixup_layers, unload
+from mixtune.mixup import (
+    MixupLinear,
+    inject_mixup,
+    merge_and_unload,
+    mixup_layers,
+    unload,
+)
 from mixtune.mixup.inject import DEFAULT_TARGET_MODULES, target_module_names
 from tests.conftest import tiny_batch, tiny_bert
 

@@ -7,6 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
+from mixtune.paths import check_writable
+
 
 def add_bench_parsers(subparsers) -> None:
     bench = subparsers.add_parser(
@@ -96,16 +98,19 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
+    if args.out:
+        check_writable(Path(args.out), "overrides file")
     from mixtune.bench.select import run_select
 
     return run_select(Path(args.results), args.split, Path(args.out) if args.out else None)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mixtune.bench.report import write_report
-
     paths = [Path(p) for p in args.results]
     out = Path(args.out) if args.out else paths[0].parent / f"{paths[0].stem}-report"
+    check_writable(out, "report folder", folder=True)
+    from mixtune.bench.report import write_report
+
     headline = write_report(paths, out, args.baseline, args.focus)
     print(headline)
     print(f"report: {out / 'report.md'}")

@@ -14,10 +14,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
-from mixtune.bench.report import scores_of  # noqa: E402
+from mixtune.bench.runs import scores_of  # noqa: E402
 
 if TYPE_CHECKING:
-    from mixtune.bench.report import Run
+    from mixtune.bench.runs import Run
 
 MAX_COLUMNS = 4
 
@@ -122,3 +122,19 @@ def alpha_heatmap(runs: list[Run], tasks: list[str], path: Path, title: str) -> 
     figure.suptitle(title, y=1.0, va="bottom")
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
+
+
+def dev_curve_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path, title: str) -> None:
+    """Per task: the dev score against the training step, one thin line per seed, one colour per method."""
+    figure, axes = _grid(len(tasks), 4.0, 3.2)
+    for ax, task in zip(axes, tasks, strict=True):
+        for x, method in enumerate(methods):
+            curves = [r.dev_curve for r in runs if r.method == method and r.task == task and r.dev_curve]
+            for i, curve in enumerate(curves):
+                label = method if i == 0 else None
+                ax.plot([p["step"] for p in curve], [p["dev"] for p in curve], color=f"C{x % 10}", alpha=0.6, linewidth=0.9, label=label)
+        ax.set_title(task)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    _save(figure, path, f"{title}\ndev score during finetuning (every seed)")

@@ -27,6 +27,7 @@ from typing import Any
 
 from mixtune.bench.grid import Cell, cell_id
 from mixtune.errors import MixtuneError
+from mixtune.paths import check_writable
 
 MAX_STORED_INDICES = 1000
 
@@ -35,6 +36,7 @@ class ResultsWriter:
     """Appends whole lines, holding an exclusive lock on the file so two sweeps never write it at once."""
 
     def __init__(self, path: Path) -> None:
+        check_writable(path, "results file")  # before the first run, not after it
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)

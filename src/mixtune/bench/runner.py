@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import re
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -35,9 +36,11 @@ from mixtune.bench.grid import Cell
 from mixtune.bench.results import ResultsWriter, cell_status, read_results, result_line
 from mixtune.config import RunConfig, build_config
 from mixtune.errors import MixtuneError
+from mixtune.paths import check_writable
 
 DEFAULT_TARGET = "mixtune.bench.runner:run_cell"
 TRACEBACK_CHARS = 4000
+PARENT_CHECK_S = 0.5
 LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.(.+)$")
 ROLE_PREFIXES = ("attention.self.", "attention.attn.")
 
@@ -128,7 +131,8 @@ def attempt(target: str, values: dict[str, Any], options: dict[str, Any] | None 
     try:
         record = resolve_target(target)(build_config(values), **(options or {}))
     except Exception as exc:  # noqa: BLE001  (any failure of one run is recorded, not fatal to the sweep)
-        return failure(f"{type(exc).__name__}: {exc}", time.perf_counter() - started, traceback.format_exc())
+        reason = f"{type(exc).__name__}: {exc}" if str(exc).strip() else type(exc).__name__
+        return failure(reason, time.perf_counter() - started, traceback.format_exc())
     return {"status": "ok", **record}
 
 
@@ -137,17 +141,36 @@ def failure(error: str, seconds: float, trace: str = "") -> dict[str, Any]:
     return {"status": "failed", "error": first_line, "traceback": trace[-TRACEBACK_CHARS:], "time_s": {"total": seconds}}
 
 
-def _child(target: str, values: dict[str, Any], options: dict[str, Any], threads: int, conn: Connection) -> None:
+def _child(
+    target: str, values: dict[str, Any], options: dict[str, Any], threads: int, conn: Connection, parent: int
+) -> None:
     """Entry point of a run's process: send back the outcome through the pipe.
 
-    Ctrl-C is left to the sweep, which stops its runs itself (no traceback from every child).
+    Ctrl-C is left to the sweep, which stops its runs itself (no traceback from every child). A sweep
+    killed outright (kill -9) cannot stop them: each notices it is orphaned and ends quietly instead.
     """
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_when_orphaned(parent)
     torch.set_num_threads(threads)
-    conn.send(attempt(target, values, options))
+    outcome = attempt(target, values, options)
+    try:
+        conn.send(outcome)
+    except BrokenPipeError:  # the sweep died within the watchdog's last interval: nobody to tell
+        return
     conn.close()
+
+
+def exit_when_orphaned(parent: int) -> None:
+    """End this process, silently, once `parent` is no longer its parent (an orphan's run serves no one)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="mixtune-parent-watch", daemon=True).start()
 
 
 # --- many runs ----------------------------------------------------------------------------------------
@@ -172,7 +195,8 @@ def run_in_processes(
             while pending and len(running) < workers:
                 cell = pending.pop()
                 receiver, sender = context.Pipe(duplex=False)
-                process = context.Process(target=_child, args=(target, cell.values, options or {}, threads, sender))
+                args = (target, cell.values, options or {}, threads, sender, os.getpid())
+                process = context.Process(target=_child, args=args)
                 process.start()
                 sender.close()  # the child holds the only sending end: its death shows as end-of-file
                 running.append(Job(cell, process, receiver, time.perf_counter()))
@@ -249,6 +273,8 @@ def run_sweep(
         raise MixtuneError(f"--workers must be at least 1, got {workers}")
     if not isolate and workers != 1:
         raise MixtuneError("--in-process runs one at a time: drop --workers or --in-process")
+    if search_cache is not None:
+        check_writable(search_cache, "search cache folder", folder=True)
     with ResultsWriter(results) as writer:
         planned = plan(cells, results, retry_failed)
         todo = [cell for cell, action in planned if action == "run"]

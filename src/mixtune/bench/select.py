@@ -1,4 +1,4 @@
-"""`mixtune select`: pick each method's settings from a tuning sweep, on the dev split (METHOD.md section 4).
+"""`mixtune select`: pick each method's settings from a tuning sweep, on the dev split (docs/method.md section 4).
 
 The rule, the same for every method: among a method's variants (the rows of a sweep, e.g.
 vanilla[lr=5e-05,epochs=10]), those with an ok run on every (task, seed) cell of the results file are

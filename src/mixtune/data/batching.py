@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from mixtune.data.examples import Examples
+
+SANE_TOKENIZER_LIMIT = 1_000_000  # tokenizers with no known limit report int(1e30)
 
 
 def encode(examples: Examples, tokenizer: PreTrainedTokenizerBase, max_length: int, regression: bool) -> list[dict]:
@@ -18,6 +22,42 @@ def encode(examples: Examples, tokenizer: PreTrainedTokenizerBase, max_length: i
         {**{key: values[i] for key, values in encoded.items()}, "labels": label_type(examples.labels[i])}
         for i in range(len(examples))
     ]
+
+
+def clamp_max_length(max_length: int, tokenizer: PreTrainedTokenizerBase, model: torch.nn.Module, reserved: int = 0) -> int:
+    """max_length, or the model's input limit when that is smaller (a notice on stderr says so).
+
+    Past the limit the position embeddings run out and the first long text crashes the run mid-way.
+    `reserved`: positions a method adds in front of the text (prompt and prefix tuning's virtual tokens).
+    """
+    limit = input_limit(tokenizer, model)
+    if limit is not None:
+        limit -= reserved
+    if limit is None or max_length <= limit:
+        return max_length
+    print(f"mixtune: note: max_length {max_length} is more than the model takes: using {limit}", file=sys.stderr)
+    return limit
+
+
+def input_limit(tokenizer: PreTrainedTokenizerBase, model: torch.nn.Module) -> int | None:
+    """The longest input in tokens: the tokenizer's model_max_length when it is set (not its huge
+    placeholder), and the model's position embeddings less the offset of models that count from padding_idx
+    (RoBERTa, MPNet: 514 embeddings, 512 positions); the smaller of the two, None when neither is known."""
+    limits = []
+    if 0 < getattr(tokenizer, "model_max_length", 0) < SANE_TOKENIZER_LIMIT:
+        limits.append(int(tokenizer.model_max_length))
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        limits.append(positions - position_offset(model))
+    return min(limits) if limits else None
+
+
+def position_offset(model: torch.nn.Module) -> int:
+    """Positions taken by padding: padding_idx + 1 where the position embedding has a padding_idx, else 0."""
+    for name, module in model.named_modules():
+        if name.endswith("position_embeddings") and getattr(module, "padding_idx", None) is not None:
+            return module.padding_idx + 1
+    return 0
 
 
 def make_loader(

@@ -88,6 +88,8 @@ def glue_task(name: str) -> GlueTask:
 
 
 def _rows_to_examples(rows: list[dict[str, str]], task: GlueTask, path: Path) -> Examples:
+    if not rows:
+        raise MixtuneError(f"{path} has no examples (a header row only): give the task's file with its examples")
     spec = task.spec
     texts, labels = [], []
     for number, row in enumerate(rows, start=1):

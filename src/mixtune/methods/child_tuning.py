@@ -5,7 +5,7 @@ it covers the transformer layer stack only (embeddings, pooler and classifier up
 child-tuning-f: a fresh random child every step, the kept gradients rescaled by 1/p so the expected
 gradient is the full one; it covers every gradient, as the published optimiser does.
 
-p is the fraction of entries KEPT (updated) in both, 0.3 by default (METHOD.md section 6).
+p is the fraction of entries KEPT (updated) in both, 0.3 by default (docs/method.md section 6).
 The masks act on gradients before the shared loop clips them (the published code clips first,
 inside its Trainer, then masks in the optimiser): clipping here sees the child's gradient norm.
 """
@@ -81,7 +81,7 @@ class ChildTuningD(Method):
     Entries outside the mask get zero gradient at every step, so Adam's moments and update stay exactly
     zero for them. AdamW's decoupled weight decay still shrinks them by (1 - lr * wd) per step, as in the
     published ChildTuningAdamW (which masks the gradient only); with weight decay 0 they never change.
-    Defaults: the paper's lr 4e-5, 3 epochs.
+    Defaults: the paper's lr 4e-5; the shared 10 epochs with best-dev selection.
     """
 
     name = "child-tuning-d"

@@ -64,9 +64,9 @@ def disable_dropout(model: nn.Module) -> None:
 
 @register
 class DPS(Method):
-    """DPS dense; defaults lr 2e-5, 3 epochs (the released finetuning settings), p 0.3, update_ratio 0.05.
+    """DPS dense; defaults lr 2e-5 (the released finetuning lr), 10 epochs, p 0.3, update_ratio 0.05.
 
-    At n = 300 the released code's stage length rounds to 0 and it divides by it (METHOD.md); u >= 1 here.
+    At n = 300 the released code's stage length rounds to 0 and it divides by it (docs/method.md section 6); u >= 1 here.
     Masking stage II's gradient alone would still let AdamW's momentum and weight decay move excluded
     entries, so they are also restored to their values from before the step.
     """

@@ -1,4 +1,4 @@
-"""The method: attention-guided weight mixup learned by bi-level optimisation (METHOD.md sections 1-3).
+"""The method: attention-guided weight mixup learned by bi-level optimisation (docs/method.md sections 1-3).
 
 Search phase: K bi-level searches on random 80/20 splits, averaged. Finetune phase: alpha frozen at the
 average, the task weights trained on all n examples with the shared loop.

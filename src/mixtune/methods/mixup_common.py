@@ -11,7 +11,12 @@ from torch import nn
 
 from mixtune.config import MixupConfig
 from mixtune.methods.base import Method
-from mixtune.mixup.inject import inject_mixup, merge_and_unload, mixup_layers, save_alpha
+from mixtune.mixup.inject import (
+    inject_mixup,
+    merge_and_unload,
+    mixup_layers,
+    save_alpha,
+)
 
 ALPHA_FILE = "alpha.safetensors"
 

@@ -14,11 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peft import LoraConfig, PeftConfig, PeftModel, PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model
+from peft import (
+    LoraConfig,
+    PeftConfig,
+    PeftModel,
+    PrefixTuningConfig,
+    PromptTuningConfig,
+    TaskType,
+    get_peft_model,
+)
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers import AutoConfig
 
 from mixtune.errors import MixtuneError
+from mixtune.heads import build_classifier
 from mixtune.methods.base import Method, register
 from mixtune.train import FitContext
 
@@ -48,6 +57,8 @@ def quiet_peft_deprecation() -> Iterator[None]:
 
 class PeftMethod(Method):
     """Wraps the model with get_peft_model; subclasses give the peft config."""
+
+    full_finetuning = False
 
     def peft_config(self, model: nn.Module) -> PeftConfig:
         raise NotImplementedError
@@ -103,6 +114,15 @@ class VirtualTokenMethod(PeftMethod):
 
     Hyperparameters = VirtualTokenHyperparameters
 
+    @property
+    def reserved_positions(self) -> int:
+        return self.hp.num_virtual_tokens
+
+    def prepare(self, model: nn.Module, ctx: FitContext) -> nn.Module:
+        if getattr(model.config, "mixtune_pair_encoding", "joint") == "separate":
+            raise MixtuneError(f"{self.name} adds virtual tokens to one joint input: use --pair-encoding joint")
+        return super().prepare(model, ctx)
+
     def save(self, model: nn.Module, directory: Path, tokenizer: Any) -> nn.Module:
         model.save_pretrained(directory)
         model.get_base_model().config.save_pretrained(directory)
@@ -113,7 +133,8 @@ class VirtualTokenMethod(PeftMethod):
     def load_saved(cls, directory: Path) -> nn.Module:
         base_path = PeftConfig.from_pretrained(directory).base_model_name_or_path
         try:
-            base = AutoModelForSequenceClassification.from_pretrained(base_path, config=AutoConfig.from_pretrained(directory))
+            config = AutoConfig.from_pretrained(directory)
+            base = build_classifier(base_path, getattr(config, "mixtune_pooling", "cls"), config)
         except OSError:
             raise MixtuneError(
                 f"the adapter in {directory} needs its base model {base_path}, which cannot be loaded: restore that model folder"
@@ -147,6 +168,11 @@ class PromptTuning(VirtualTokenMethod):
 
     name = "prompt-tuning"
     default_lr = 1e-2
+
+    def prepare(self, model: nn.Module, ctx: FitContext) -> nn.Module:
+        if getattr(model.config, "mixtune_pooling", None):  # a pooled head: the prompt is not text, pool past it
+            model.config.mixtune_skip_leading_tokens = self.hp.num_virtual_tokens
+        return super().prepare(model, ctx)
 
     def peft_config(self, model: nn.Module) -> PeftConfig:
         return PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=self.hp.num_virtual_tokens)

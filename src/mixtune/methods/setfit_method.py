@@ -86,6 +86,7 @@ class SetFit(Method):
     default_lr = 2e-5
     default_epochs = 1
     supports_regression = False
+    full_finetuning = False
 
     def fit(self, model: nn.Module, ctx: FitContext) -> nn.Module:
         setfit = import_setfit()

@@ -1,4 +1,4 @@
-"""The bi-level search (METHOD.md section 2), written directly in torch.
+"""The bi-level search (docs/method.md section 2), written directly in torch.
 
 lower level: the task weights W (every trainable parameter except alpha) minimise the loss on D_tr;
 upper level: alpha minimises the loss on D_val of the model with those W. The two alternate:

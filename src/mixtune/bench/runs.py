@@ -1,0 +1,200 @@
+"""The report's runs: records read from results files into Run rows, and the statistics over them."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixtune.bench.grid import cell_id
+from mixtune.bench.results import read_results
+from mixtune.errors import MixtuneError
+
+GLUE_ORDER = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte")
+CORRELATION_METRICS = ("mcc", "spearman", "pearson")  # exactly 0 means a constant prediction
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+DASH = "—"
+
+
+@dataclass
+class Run:
+    """One finished run, as the report needs it."""
+
+    model: str
+    size: int | None
+    task: str
+    method: str  # row label
+    seed: int
+    metric: str
+    score: float
+    degenerate: bool
+    seconds: float
+    memory_mb: float
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    config_hash: str = ""
+    alpha: list[dict[str, Any]] | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+    settings_from: str | None = None  # the overrides_file (e.g. tuned settings) its settings came from
+    search_cached: bool = False  # loaded its search from the cache: seconds and memory are the search's
+    last_step_score: float | None = None  # the test score of the last step (train.report_last_step)
+    dev_curve: list[dict[str, float]] = field(default_factory=list)  # the finetune's dev evaluations
+
+    @property
+    def pair_key(self) -> tuple:
+        """What a run is paired on across methods: the same subset and head init."""
+        return (self.model, self.size, self.task, self.seed)
+
+
+@dataclass
+class Loaded:
+    runs: list[Run]
+    failed: list[dict[str, Any]]  # last failed attempt of each cell that never finished
+
+
+# --- reading ------------------------------------------------------------------------------------------
+def load_runs(paths: list[Path]) -> Loaded:
+    """The last ok record of every cell, and the last failure of cells with no ok record."""
+    latest: dict[str, dict] = {}
+    for path in paths:
+        if not path.is_file():
+            raise MixtuneError(f"results file {path} does not exist: run mixtune bench first, or check the path")
+        for record in read_results(path):
+            key = cell_id(record["key"])
+            if record["status"] == "ok" or latest.get(key, {}).get("status") != "ok":
+                latest[key] = record
+    ok = [r for r in latest.values() if r["status"] == "ok"]
+    if not ok:
+        raise MixtuneError(f"no finished runs in {', '.join(map(str, paths))}: run mixtune bench first")
+    labels = _row_labels(ok)
+    return Loaded([to_run(r, labels) for r in ok], [r for r in latest.values() if r["status"] != "ok"])
+
+
+def _row_labels(records: list[dict]) -> dict[tuple[str, str], str]:
+    """(method, config hash) -> row label; the hash is shown only where a method has several."""
+    hashes = defaultdict(set)
+    for record in records:
+        hashes[record["key"]["method"]].add(record["key"]["config_hash"])
+    return {
+        (method, h): method if len(seen) == 1 else f"{method}@{h}"
+        for method, seen in hashes.items()
+        for h in seen
+    }
+
+
+def reported_split(metrics: dict[str, dict]) -> str:
+    """The split a table reports: "test", or MNLI's "matched"."""
+    for name in ("test", "matched"):
+        if name in metrics:
+            return name
+    return next(name for name in metrics if name != "dev")
+
+
+def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
+    key = record["key"]
+    metric = record["main_metric"]
+    scores = record["metrics"][reported_split(record["metrics"])]
+    score = float(scores[metric])
+    degenerate = scores.get("constant_predictions") == 1 or (metric in CORRELATION_METRICS and score == 0.0)
+    notes = {k: v for k, v in record.get("data_sources", {}).items() if k.endswith("_note")}
+    seconds, memory = run_cost(record)
+    return Run(
+        model=key["model"] or "default",
+        size=key["size"],
+        task=key["task"],
+        method=labels[(key["method"], key["config_hash"])],
+        seed=key["seed"],
+        metric=metric,
+        score=score,
+        degenerate=degenerate,
+        seconds=seconds,
+        memory_mb=memory,
+        hyperparameters=record.get("hyperparameters", {}),
+        config_hash=key["config_hash"],
+        alpha=record.get("alpha_summary"),
+        notes=notes,
+        settings_from=record.get("settings_from"),
+        search_cached=bool(record.get("search_cached")),
+        last_step_score=last_step_score(record, metric),
+        dev_curve=record.get("log", {}).get("finetune", {}).get("dev_curve", []),
+    )
+
+
+def last_step_score(record: dict[str, Any], metric: str) -> float | None:
+    last = record.get("metrics_last_step")
+    return float(last[reported_split(last)][metric]) if last else None
+
+
+def run_cost(record: dict[str, Any]) -> tuple[float, float]:
+    """(seconds, peak MB) of a run as if it had run alone: a search loaded from the cache counts at the
+    original search's wall time (time_s.search) and peak memory (log.search.peak_memory_mb)."""
+    times = record.get("time_s", {})
+    seconds = float(times.get("total", float("nan")))
+    memory = float(record.get("peak_memory_mb", float("nan")))
+    if record.get("search_cached"):
+        seconds += float(times.get("search", 0.0))
+        memory = max(memory, float(record.get("log", {}).get("search", {}).get("peak_memory_mb", 0.0)))
+    return seconds, memory
+
+
+# --- statistics ---------------------------------------------------------------------------------------
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value)."""
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
+
+
+def bootstrap_ci(
+    differences: list[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float]:
+    """95% percentile interval of the mean difference, resampling seeds with replacement."""
+    values = np.asarray(differences, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def win_rate(differences: list[float]) -> float:
+    """Fraction of seeds where the method beats the baseline; a tie counts half."""
+    return float(np.mean([1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in differences]))
+
+
+def paired_differences(runs: list[Run], method: str, baseline: str, task: str) -> list[float]:
+    """method - baseline on every seed both have (same model, size, task), in seed order."""
+    base = {r.pair_key: r.score for r in runs if r.method == baseline and r.task == task}
+    own = sorted((r for r in runs if r.method == method and r.task == task and r.pair_key in base), key=lambda r: r.seed)
+    return [r.score - base[r.pair_key] for r in own]
+
+
+def paired_ratio(runs: list[Run], method: str, baseline: str, value: Callable[[Run], float]) -> float | None:
+    """Median over shared cells of value(method run) / value(baseline run)."""
+    base = {r.pair_key: value(r) for r in runs if r.method == baseline}
+    ratios = [value(r) / base[r.pair_key] for r in runs if r.method == method and r.pair_key in base and base[r.pair_key] > 0]
+    return statistics.median(ratios) if ratios else None
+
+
+def scores_of(runs: list[Run], method: str, task: str) -> list[float]:
+    """One cell's scores, one per seed."""
+    return [r.score for r in runs if r.method == method and r.task == task]
+
+
+def seed_averages(runs: list[Run], method: str, tasks: list[str]) -> list[float]:
+    """Per seed present on every task: the method's average over tasks (the Average column's samples)."""
+    by_seed: dict[int, dict[str, float]] = defaultdict(dict)
+    for run in runs:
+        if run.method == method:
+            by_seed[run.seed][run.task] = run.score
+    complete = [scores for _, scores in sorted(by_seed.items()) if all(t in scores for t in tasks)]
+    return [float(np.mean([scores[t] for t in tasks])) for scores in complete]
+
+
+# --- tables -------------------------------------------------------------------------------------------
+def ordered(values: Iterable[str], order: tuple[str, ...] = ()) -> list[str]:
+    """Unique values: those in `order` first (in its order), then the rest as first seen."""
+    seen = list(dict.fromkeys(values))
+    return [v for v in order if v in seen] + [v for v in seen if v not in order]

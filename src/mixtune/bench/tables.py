@@ -1,0 +1,226 @@
+"""The report's markdown tables: scores, stability, paired comparisons, head to head, cost, alpha, settings."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter
+
+import numpy as np
+
+from mixtune.bench.runs import (
+    DASH,
+    Run,
+    bootstrap_ci,
+    mean_std,
+    ordered,
+    paired_differences,
+    paired_ratio,
+    scores_of,
+    seed_averages,
+    win_rate,
+)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return DASH
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def score_table(runs: list[Run], tasks: list[str], methods: list[str]) -> list[str]:
+    """Methods x (tasks + Average): mean ± std over seeds, best mean per column in bold, (n=k) where n differs."""
+    columns = {task: {m: scores_of(runs, m, task) for m in methods} for task in tasks}
+    columns["Average"] = {m: seed_averages(runs, m, tasks) for m in methods}
+    counts = Counter(len(v) for column in columns.values() for v in column.values() if v)
+    usual_n = counts.most_common(1)[0][0]
+    cells = {name: _column_cells(column, usual_n) for name, column in columns.items()}
+    rows = [[method] + [cells[name][method] for name in columns] for method in methods]
+    caption = f"Mean ± std over seeds (n = {usual_n} per cell" + (", except where marked)" if len(counts) > 1 else ")")
+    return [caption, ""] + markdown_table(["method", *tasks, "Average"], rows)
+
+
+def _column_cells(column: dict[str, list[float]], usual_n: int) -> dict[str, str]:
+    means = {m: round(float(np.mean(v)), 2) for m, v in column.items() if v}
+    best = max(means.values(), default=None)
+    cells = {}
+    for method, values in column.items():
+        if not values:
+            cells[method] = DASH
+            continue
+        mean, std = mean_std(values)
+        text = fmt(mean) + (f" ± {std:.2f}" if std is not None else "")
+        text = f"**{text}**" if means[method] == best else text
+        cells[method] = text + (f" (n={len(values)})" if len(values) != usual_n else "")
+    return cells
+
+
+def stability_table(runs: list[Run], tasks: list[str], methods: list[str]) -> list[str]:
+    """Per method and task: std over seeds, the worst seed, and degenerate runs (constant predictions)."""
+    rows = []
+    for method in methods:
+        row = [method]
+        for task in tasks:
+            cell = [r for r in runs if r.method == method and r.task == task]
+            if not cell:
+                row.append(DASH)
+                continue
+            worst = min(cell, key=lambda r: r.score)
+            std = mean_std([r.score for r in cell])[1]
+            degenerate = sum(r.degenerate for r in cell)
+            row.append(f"σ {fmt(std)} · worst {worst.score:.2f} (s{worst.seed}) · degenerate {degenerate}/{len(cell)}")
+        rows.append(row)
+    return markdown_table(["method", *tasks], rows)
+
+
+def paired_table(runs: list[Run], tasks: list[str], methods: list[str], baseline: str) -> list[str]:
+    """Per method and task: mean of (method - baseline) over shared seeds [95% bootstrap CI], win rate."""
+    rows = []
+    for method in (m for m in methods if m != baseline):
+        row = [method]
+        for task in tasks:
+            diffs = paired_differences(runs, method, baseline, task)
+            if not diffs:
+                row.append(DASH)
+                continue
+            low, high = bootstrap_ci(diffs)
+            mean = fmt(float(np.mean(diffs)), True)
+            row.append(f"{mean} [{fmt(low, True)}, {fmt(high, True)}] · win {win_rate(diffs):.0%} (n={len(diffs)})")
+        rows.append(row)
+    return markdown_table(["method", *tasks], rows)
+
+
+def head_to_head_table(runs: list[Run], tasks: list[str], methods: list[str], focus: str) -> list[str]:
+    """The focus method against every other row, on the tasks both ran: the mean over those tasks of the
+    difference of task means, how many tasks the focus method's mean is higher / equal / lower (at two
+    decimals, as in the score table), and the mean of each one's std over seeds (tasks where both have one)."""
+    focus_scores = {t: scores_of(runs, focus, t) for t in tasks}
+    rows = []
+    for other in (m for m in methods if m != focus):
+        other_scores = {t: scores_of(runs, other, t) for t in tasks}
+        shared = [t for t in tasks if focus_scores[t] and other_scores[t]]
+        if not shared:
+            continue
+        own = [mean_std(focus_scores[t]) for t in shared]
+        theirs = [mean_std(other_scores[t]) for t in shared]
+        gaps = [round(a[0], 2) - round(b[0], 2) for a, b in zip(own, theirs)]
+        won, tied = sum(g > 0 for g in gaps), sum(g == 0 for g in gaps)
+        rows.append(
+            [
+                other,
+                str(len(shared)),
+                fmt(float(np.mean(gaps)), True),
+                f"{won} / {tied} / {len(shared) - won - tied}",
+                _mean_stds(own, theirs),
+            ]
+        )
+    header = ["against", "tasks", f"mean difference ({focus} - other)", "tasks won / tied / lost", f"mean std ({focus} / other)"]
+    return markdown_table(header, rows)
+
+
+def _mean_stds(own: list[tuple[float, float | None]], theirs: list[tuple[float, float | None]]) -> str:
+    """"a / b": the mean per-task std of each side, over the tasks where both ran several seeds."""
+    pairs = [(a[1], b[1]) for a, b in zip(own, theirs) if a[1] is not None and b[1] is not None]
+    if not pairs:
+        return DASH
+    return f"{fmt(float(np.mean([a for a, _ in pairs])))} / {fmt(float(np.mean([b for _, b in pairs])))}"
+
+
+def cost_table(runs: list[Run], methods: list[str], baseline: str) -> list[str]:
+    """Median wall time and peak memory per method, and the median paired ratio to the baseline."""
+    rows = []
+    for method in methods:
+        own = [r for r in runs if r.method == method]
+        time_ratio = paired_ratio(runs, method, baseline, lambda r: r.seconds)
+        memory_ratio = paired_ratio(runs, method, baseline, lambda r: r.memory_mb)
+        rows.append(
+            [
+                method,
+                str(len(own)),
+                f"{statistics.median(r.seconds for r in own):.1f}",
+                fmt(time_ratio) + ("x" if time_ratio is not None else ""),
+                f"{statistics.median(r.memory_mb for r in own):.0f}",
+                fmt(memory_ratio) + ("x" if memory_ratio is not None else ""),
+            ]
+        )
+    header = ["method", "runs", "median time (s)", f"time / {baseline}", "median peak memory (MB)", f"memory / {baseline}"]
+    return markdown_table(header, rows)
+
+
+def alpha_role_table(runs: list[Run], methods: list[str]) -> list[str]:
+    """Per method and module role: mean coefficient on W / on W0, over layers, tasks and seeds."""
+    with_alpha = [m for m in methods if any(r.alpha for r in runs if r.method == m)]
+    if not with_alpha:
+        return []
+    roles = ordered(row["role"] for r in runs if r.alpha for row in r.alpha)
+    rows = []
+    for method in with_alpha:
+        layers = [row for r in runs if r.method == method and r.alpha for row in r.alpha]
+        cells = []
+        for role in roles:
+            picked = [row for row in layers if row["role"] == role]
+            cells.append(
+                f"{np.mean([row['task_mean'] for row in picked]):.3f} / {np.mean([row['pretrained_mean'] for row in picked]):.3f}"
+                if picked
+                else DASH
+            )
+        rows.append([method, *cells])
+    return markdown_table(["method", *roles], rows)
+
+
+def split_source(settings_from: str) -> tuple[str, str, str]:
+    """A record's `settings_from` ("FILE: HEADER", with " (the METHOD entry)" appended when a row took another
+    method's entry) as (file, header, entry note)."""
+    file, _, header = settings_from.partition(": ")
+    entry = re.search(r" \(the \S+ entry\)$", header)
+    return (file, header[: entry.start()], entry.group()) if entry else (file, header, "")
+
+
+def settings_table(runs: list[Run], methods: list[str]) -> list[str]:
+    """The learning rate and epochs each row ran with (the protocol fixes them per method and backbone),
+    and, where rows took their settings from an overrides_file (the tuned ones), that file and its header."""
+    sources = [(r.method, *split_source(r.settings_from)) for r in runs if r.settings_from]
+    rows = []
+    for method in methods:
+        own = [r for r in runs if r.method == method]
+        lrs = sorted({str(r.hyperparameters.get("lr", DASH)) for r in own})
+        epochs = sorted({str(r.hyperparameters.get("epochs", DASH)) for r in own})
+        hashes = sorted({r.config_hash for r in own})
+        row = [method, ", ".join(lrs), ", ".join(epochs), ", ".join(hashes)]
+        if sources:
+            files = ordered(f"`{file}`{entry}" for m, file, _, entry in sources if m == method)
+            row.append(", ".join(files) or "the bench config")
+        rows.append(row)
+    header = ["method", "lr", "epochs", "config hash"] + (["settings from"] if sources else [])
+    headers = dict.fromkeys((file, text) for _, file, text, _ in sources)
+    notes = [f"- `{file}`: {text or '(no header)'}" for file, text in headers]
+    return markdown_table(header, rows) + ([""] + notes if notes else [])
+
+
+# --- the report ---------------------------------------------------------------------------------------
+
+
+def selection_table(runs: list[Run], tasks: list[str], methods: list[str]) -> list[str]:
+    """Rows that also scored their last step: selected (best dev) and last-step test means, their difference."""
+    rows = []
+    for method in methods:
+        for task in tasks:
+            both = [r for r in runs if r.method == method and r.task == task and r.last_step_score is not None]
+            if not both:
+                continue
+            selected = statistics.mean(r.score for r in both)
+            last = statistics.mean(r.last_step_score for r in both)
+            steps = statistics.mean(_selected_step(r) for r in both)
+            rows.append([method, task, str(len(both)), fmt(selected), fmt(last), fmt(selected - last, signed=True), f"{steps:.0f}"])
+    header = ["method", "task", "seeds", "best-dev step", "last step", "difference", "mean selected step"]
+    return markdown_table(header, rows) if rows else []
+
+
+def _selected_step(run: Run) -> float:
+    best = max(run.dev_curve, key=lambda point: point["dev"], default={"step": 0})
+    return best["step"]

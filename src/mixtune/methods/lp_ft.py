@@ -1,0 +1,24 @@
+"""LP-FT (Kumar et al. 2022): fit the head as a linear probe on frozen features first, then finetune everything.
+
+Starting the finetune from a good head, not a random one, keeps the early large gradients of a random
+head from distorting the pretrained features. The probe is mixtune.methods.linear_probe's (regularisation
+chosen on dev); the finetune is the shared loop with vanilla's defaults.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from mixtune.methods.base import Method, register
+from mixtune.methods.linear_probe import DEFAULT_GRID, fit_probe_head
+from mixtune.train import FitContext
+
+
+@register
+class LPFT(Method):
+    name = "lp-ft"
+
+    def fit(self, model: nn.Module, ctx: FitContext) -> nn.Module:
+        ctx.log["probe"] = fit_probe_head(model, ctx, DEFAULT_GRID)
+        ctx.phase_times["probe"] = ctx.log["probe"]["seconds"]
+        return super().fit(model, ctx)

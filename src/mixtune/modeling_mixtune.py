@@ -1,0 +1,128 @@
+"""A sequence classifier that pools the encoder's token states the way the backbone was trained to.
+
+Sentence-embedding checkpoints (all-MiniLM-L6-v2, all-mpnet-base-v2) were trained with mean pooling; their
+BERT pooler was never trained. This head reads the encoder's last hidden states, pools them over the real
+tokens (mean or max), applies dropout and one linear layer (one output for regression).
+
+This file is self-contained (torch and transformers only) because every exported model folder carries a
+copy of it: `AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)` loads it
+through the `auto_map` entry of the folder's config.json, the hub's convention for custom heads.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+
+def pack(ids: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kept positions of each row moved to the front, as (ids, attention mask) padded with id 0."""
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
+    lengths = keep.sum(dim=1, keepdim=True)
+    width = int(lengths.max())
+    mask = (torch.arange(width, device=ids.device) < lengths).long()
+    return ids.gather(1, order)[:, :width] * mask, mask
+
+
+def split_pair(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor):
+    """Both sentences of a joint '[CLS] a [SEP] b [SEP]' batch as one batch of 2 x batch single sentences.
+
+    Sentence a keeps its '[CLS] a [SEP]'; sentence b gets the row's first token ([CLS]) in front, so each
+    reads exactly as the sentence encoded alone. Rows: all the a's, then all the b's.
+    """
+    real = attention_mask.bool()
+    first = real & (token_type_ids == 0)
+    second = torch.cat([real[:, :1], real & (token_type_ids == 1)], dim=1)
+    ids_a, mask_a = pack(input_ids, first)
+    ids_b, mask_b = pack(torch.cat([input_ids[:, :1], input_ids], dim=1), second)
+    width = max(ids_a.shape[1], ids_b.shape[1])
+    pad = lambda t: nn.functional.pad(t, (0, width - t.shape[1]))  # noqa: E731
+    return torch.cat([pad(ids_a), pad(ids_b)]), torch.cat([pad(mask_a), pad(mask_b)])
+
+
+def pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """Mean or max of `hidden` (batch, length, width) over the positions where `mask` is 1."""
+    mask = mask[:, -hidden.shape[1]:].unsqueeze(-1).to(hidden.dtype)  # prefix tuning: mask longer than hidden
+    if mode == "max":
+        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+class PooledModelForSequenceClassification(PreTrainedModel):
+    """Any AutoModel encoder, pooled over its tokens (config.mixtune_pooling: mean | max), then a linear head.
+
+    config.mixtune_pair_encoding "separate" encodes the two sentences of a pair apart (a bi-encoder, as
+    sentence-transformers models were trained) and classifies [u, v, |u - v|, u * v] (Reimers and Gurevych
+    2019); "joint" (the default) encodes the pair together, as a cross-encoder. config.mixtune_skip_leading_tokens
+    leading positions are left out of the pool: prompt tuning prepends its virtual tokens to the input.
+    """
+
+    base_model_prefix = "backbone"
+
+    def __init__(self, config, backbone: nn.Module | None = None) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels  # peft's sequence-classification wrapper reads it
+        self.backbone = backbone if backbone is not None else AutoModel.from_config(config)
+        if getattr(self.backbone, "pooler", None) is not None:
+            self.backbone.pooler = None  # an unused pooler would be a dead target for every method
+        dropout = getattr(config, "classifier_dropout", None)
+        if dropout is None:
+            dropout = getattr(config, "hidden_dropout_prob", 0.1)
+        self.dropout = nn.Dropout(dropout)
+        width = 4 * config.hidden_size if self.separate_pairs else config.hidden_size
+        self.classifier = nn.Linear(width, config.num_labels)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if module is getattr(self, "classifier", None):
+            module.weight.data.normal_(0.0, getattr(self.config, "initializer_range", 0.02))
+            module.bias.data.zero_()
+
+    @property
+    def separate_pairs(self) -> bool:
+        return getattr(self.config, "mixtune_pair_encoding", "joint") == "separate"
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None, past_key_values=None, **kwargs):
+        """past_key_values: prefix tuning's per-layer prefix (peft passes it only to a forward that names it)."""
+        if past_key_values is not None:
+            kwargs["past_key_values"] = past_key_values
+        kwargs.pop("return_dict", None)
+        kwargs.pop("output_hidden_states", None)
+        if attention_mask is None:
+            shape = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+            attention_mask = torch.ones(shape, dtype=torch.long, device=self.device)
+        if self.separate_pairs:
+            features = self._pair_features(input_ids, attention_mask, kwargs.pop("token_type_ids", None), kwargs)
+        else:
+            features = self._pooled(input_ids, attention_mask, inputs_embeds, kwargs)
+        logits = self.classifier(self.dropout(features))
+        return SequenceClassifierOutput(loss=self._loss(logits, labels), logits=logits)
+
+    def _pooled(self, input_ids, attention_mask, inputs_embeds, kwargs) -> torch.Tensor:
+        outputs = self.backbone(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+        hidden = outputs.last_hidden_state
+        skip = getattr(self.config, "mixtune_skip_leading_tokens", 0)
+        if skip:
+            hidden, attention_mask = hidden[:, skip:], attention_mask[:, -hidden.shape[1] + skip:]
+        return pool_tokens(hidden, attention_mask, getattr(self.config, "mixtune_pooling", "mean"))
+
+    def _pair_features(self, input_ids, attention_mask, token_type_ids, kwargs) -> torch.Tensor:
+        if input_ids is None or token_type_ids is None:
+            raise ValueError("separate pair encoding needs input_ids and token_type_ids (a BERT-style tokenizer)")
+        kwargs.pop("position_ids", None)
+        ids, mask = split_pair(input_ids, attention_mask, token_type_ids)
+        pooled = self._pooled(ids, mask, None, kwargs)
+        u, v = pooled.chunk(2)
+        return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+        if labels is None:
+            return None
+        if self.config.num_labels == 1:
+            return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+        return nn.functional.cross_entropy(logits, labels)

@@ -1,0 +1,134 @@
+"""The pooling head: auto detection, masked pooling, sentence-pair splitting, export reload with identical logits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from mixtune.data.examples import TaskSpec
+from mixtune.errors import MixtuneError
+from mixtune.heads import (
+    declared_pooling,
+    head_parameter_names,
+    load_exported,
+    resolve_pooling,
+)
+from mixtune.modeling_mixtune import (
+    PooledModelForSequenceClassification,
+    pool_tokens,
+    split_pair,
+)
+from mixtune.models import load_model
+
+SPEC = TaskSpec("toy", "classification", ["a", "b"], ["no", "yes"], ["accuracy"])
+
+
+def declare_pooling(directory: Path, **modes: bool) -> None:
+    """A sentence-transformers modules.json and Pooling config in a model folder."""
+    (directory / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]))
+    (directory / "1_Pooling").mkdir(exist_ok=True)
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps({f"pooling_mode_{k}": v for k, v in modes.items()}))
+
+
+@pytest.fixture
+def st_model_dir(tiny_model_dir, tmp_path) -> Path:
+    """The tiny BERT folder, declared as a mean-pooling sentence-transformers model."""
+    directory = tmp_path / "st-model"
+    directory.mkdir()
+    for path in tiny_model_dir.iterdir():
+        (directory / path.name).write_bytes(path.read_bytes())
+    declare_pooling(directory, mean_tokens=True, cls_token=False, max_tokens=False)
+    return directory
+
+
+def test_auto_reads_the_declared_pooling(st_model_dir, tiny_model_dir, tmp_path):
+    assert declared_pooling(str(st_model_dir)) == "mean"
+    assert resolve_pooling(str(st_model_dir), "auto") == "mean"
+    assert resolve_pooling(str(tiny_model_dir), "auto") == "cls"  # nothing declared: the architecture's head
+    assert resolve_pooling(str(st_model_dir), "cls") == "cls"  # an explicit choice wins
+    declare_pooling(st_model_dir, mean_tokens=False, max_tokens=True)
+    assert declared_pooling(str(st_model_dir)) == "max"
+
+
+def test_the_packaged_model_declares_mean_pooling():
+    from mixtune.models import default_model_path
+
+    assert declared_pooling(default_model_path()) == "mean"
+
+
+def test_mean_and_max_pooling_ignore_padding():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 6.0], [100.0, -100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert torch.allclose(pool_tokens(hidden, mask, "mean"), torch.tensor([[2.0, 4.0]]))
+    assert torch.allclose(pool_tokens(hidden, mask, "max"), torch.tensor([[3.0, 6.0]]))
+
+
+def test_padding_does_not_change_the_pooled_model_logits(st_model_dir):
+    _, model, head = load_model(str(st_model_dir), SPEC, seed=0)
+    assert head == "mean" and isinstance(model, PooledModelForSequenceClassification)
+    model.eval()
+    ids = torch.tensor([[2, 10, 11, 12, 3]])
+    alone = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    padded_ids = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], dim=1)
+    padded_mask = torch.cat([torch.ones_like(ids), torch.zeros(1, 4, dtype=torch.long)], dim=1)
+    padded = model(input_ids=padded_ids, attention_mask=padded_mask).logits
+    assert torch.allclose(alone, padded, atol=1e-5)
+
+
+def test_the_pooled_head_drops_the_unused_pooler(st_model_dir):
+    _, model, _ = load_model(str(st_model_dir), SPEC, seed=0)
+    assert not any("pooler" in name for name, _ in model.named_parameters())
+    assert head_parameter_names(model) == ["classifier.weight", "classifier.bias"]
+
+
+def test_split_pair_gives_each_sentence_as_encoded_alone(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    a, b = ["the cat sat on the mat", "a dog"], ["very good", "it was not a good movie and"]
+    joint = tokenizer(a, b, padding=True, return_tensors="pt")
+    ids, mask = split_pair(joint["input_ids"], joint["attention_mask"], joint["token_type_ids"])
+    for row, text in enumerate(a + b):
+        expected = tokenizer(text)["input_ids"]
+        assert ids[row, : len(expected)].tolist() == expected
+        assert mask[row].sum() == len(expected)
+
+
+def test_separate_pair_features_are_the_bi_encoder_features(st_model_dir):
+    tokenizer, model, _ = load_model(str(st_model_dir), SPEC, seed=0, pair_encoding="separate")
+    model.eval()
+    assert model.classifier.in_features == 4 * model.config.hidden_size
+    batch = tokenizer(["the cat sat"], ["a good dog"], return_tensors="pt")
+    captured = []
+    model.classifier.register_forward_pre_hook(lambda _, args: captured.append(args[0]))
+    model(**batch)
+    encode = lambda text: model._pooled(**{k: v for k, v in tokenizer(text, return_tensors="pt").items() if k != "token_type_ids"}, inputs_embeds=None, kwargs={})  # noqa: E731
+    u, v = encode("the cat sat"), encode("a good dog")
+    assert torch.allclose(captured[0], torch.cat([u, v, (u - v).abs(), u * v], dim=-1), atol=1e-5)
+
+
+def test_separate_pairs_need_a_pooled_head(tiny_model_dir):
+    with pytest.raises(MixtuneError, match="pooled head"):
+        load_model(str(tiny_model_dir), SPEC, seed=0, pooling="cls", pair_encoding="separate")
+
+
+@pytest.mark.parametrize("pooling,pairs", [("mean", "joint"), ("mean", "separate"), ("max", "joint"), ("cls", "joint")])
+def test_export_reloads_with_plain_transformers_and_identical_logits(st_model_dir, tmp_path, pooling, pairs):
+    tokenizer, model, _ = load_model(str(st_model_dir), SPEC, seed=3, pooling=pooling, pair_encoding=pairs)
+    model.eval()
+    model.save_pretrained(tmp_path / "export")
+    tokenizer.save_pretrained(tmp_path / "export")
+    reloaded = load_exported(tmp_path / "export").eval()
+    batch = tokenizer(["the cat sat", "a dog is good"], ["very bad", "the movie"], padding=True, return_tensors="pt")
+    assert torch.allclose(model(**batch).logits, reloaded(**batch).logits, atol=1e-6)
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    if pooling == "cls":
+        assert "auto_map" not in config and not (tmp_path / "export" / "modeling_mixtune.py").exists()
+    else:
+        assert config["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_mixtune.")
+        assert config["mixtune_pooling"] == pooling and config["mixtune_pair_encoding"] == pairs
