@@ -55,7 +55,7 @@ def measure(mode: str, steps: int, batch_size: int, length: int, queue) -> None:
     from mixtune.train import FitContext, train_loop
 
     spec = TaskSpec("bench", "classification", ["a", "b"], ["0", "1"], ["accuracy"])
-    tokenizer, model = load_model(None, spec, seed=0)
+    tokenizer, model, _ = load_model(None, spec, seed=0)
     config = RunConfig()
     config.search.hypergradient = "finite-difference" if mode == "blo-fd" else "first-order"
     config.search.epochs = 1  # one pass over the given batches: one iteration per batch

@@ -51,3 +51,13 @@ def glue_dir() -> Path:
     if not GLUE_DIR.is_dir():
         pytest.skip(f"GLUE data not found at {GLUE_DIR}")
     return GLUE_DIR
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked gpu need CUDA: without a GPU they are skipped, saying why (the CPU suite stays green)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=f"needs a CUDA GPU (torch {torch.__version__} sees none)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

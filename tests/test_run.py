@@ -133,7 +133,9 @@ def test_cli_end_to_end_on_minilm_exports_a_plain_checkpoint(tmp_path, capsys, g
     assert (out / "model" / "alpha.safetensors").is_file() and (out / "config.yaml").is_file()
 
     # plain transformers, no mixtune: the same logits as the mixup model, which we rebuild from the record
-    model = AutoModelForSequenceClassification.from_pretrained(out / "model")
+    # the pooled head is the folder's own code (auto_map): without trust_remote_code transformers would build a
+    # BERT head with a freshly drawn pooler, whose argmax agrees with the run's only by chance
+    model = AutoModelForSequenceClassification.from_pretrained(out / "model", trust_remote_code=True)
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
     assert not any("alpha" in name for name, _ in model.named_parameters())
     batch = tokenizer(["A cat sat."], ["An animal sat."], return_tensors="pt")

@@ -15,7 +15,10 @@ from mixtune.errors import MixtuneError
 from mixtune.paths import check_writable
 
 TRAIN_ALIASES = {"train.lr": "--lr", "train.epochs": "--epochs", "train.batch_size": "--batch-size", "train.max_length": "--max-length"}
-TOP_LEVEL = {"method": str, "model": str, "pooling": str, "pair_encoding": str, "seed": int, "output_dir": str}
+TOP_LEVEL = {
+    "method": str, "model": str, "pooling": str, "pair_encoding": str, "seed": int, "output_dir": str, "device": str,
+    "precision": str,
+}
 
 
 def add_train_parser(subparsers) -> None:
@@ -31,6 +34,8 @@ def add_train_parser(subparsers) -> None:
     parser.add_argument("--pair-encoding", help="sentence pairs: joint (cross-encoder) or separate (bi-encoder; pooled heads only)")
     parser.add_argument("--seed", help="seed of the subsample, the head init and training (default 1)")
     parser.add_argument("--output-dir", help="run folder (default runs/TASK-METHOD-nN-sSEED)")
+    parser.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:N")
+    parser.add_argument("--precision", help="fp32 (default), bf16 (autocast), fp16 (autocast and a gradient scaler; CUDA only)")
     parser.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE", help="a method hyperparameter, e.g. p=0.3")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -92,6 +97,7 @@ def add_predict_parser(subparsers) -> None:
     parser.add_argument("--input", required=True, help="CSV, TSV or JSONL file with the task's text column(s)")
     parser.add_argument("--output", help="JSONL file to write (default: standard output)")
     parser.add_argument("--text-columns", help="comma-separated text columns, if they differ from training")
+    parser.add_argument("--device", default="auto", help="auto (default: CUDA when present), cpu, cuda, cuda:N")
     parser.set_defaults(handler=cmd_predict)
 
 
@@ -103,7 +109,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     quiet_transformers()
     columns = [c.strip() for c in args.text_columns.split(",")] if args.text_columns else None
-    predictions = predict_file(args.model, args.input, columns)
+    predictions = predict_file(args.model, args.input, columns, device=args.device)
     lines = "".join(json.dumps(p) + "\n" for p in predictions)
     if args.output:
         Path(args.output).write_text(lines)

@@ -7,6 +7,7 @@ Unknown keys and values of the wrong type raise MixtuneError naming the key and 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -47,11 +48,21 @@ class TrainConfig:
 class MixupConfig:
     """Attention-guided weight mixup (docs/method.md section 1)."""
 
-    form: str = "released"  # "released": (A@B)*W + ((1-A)@(1-B))*W0 ; "convex": a*W + (1-a)*W0
-    rank: int | None = 1  # None = full rank (one alpha entry per weight)
+    form: str = "released"  # "released": (A@B)*W + ((1-A)@(1-B))*W0 ; "convex": a*W + (1-a)*W0 ; "share" below
+    rank: int | None = 1  # None = full rank (one alpha entry per weight); used by granularity "rank"
     init_mean: float = 1.0
     init_std: float = 0.005
     target_modules: list[str] | None = None  # None = the released targets for the architecture
+    # "rank": alpha per entry, in rank-`rank` form (the released layout); "row": one per output row; "module": one
+    # scalar per module. With one factor (row, module, full rank) the released and convex forms coincide.
+    granularity: str = "rank"
+    # form "share": W~ = (1 - b) W + b W0, b = sigmoid(theta), theta started at logit(init_share) (no saddle)
+    init_share: float = 0.5
+
+    @property
+    def init_center(self) -> float:
+        """Where alpha is drawn around: the pretrained share for the share form, the W factor otherwise."""
+        return self.init_share if self.form == "share" else self.init_mean
 
 
 @dataclass
@@ -73,6 +84,14 @@ class SearchConfig:
     alpha_weight_decay: float = 0.0
     alpha_scheduler: str = "cosine"
     warmup_ratio: float = 0.1
+    # Set: alpha_lr is derived so that the scheduled alpha learning rates, summed over one split's alpha steps,
+    # equal this (Adam moves a parameter by about lr per step: this bounds how far alpha can travel). The
+    # released settings sum to about 0.045 at n = 300; order 1 lets a logit (share form) move by about 1.
+    alpha_lr_sum: float | None = None
+    outer_full_split: bool = False  # every alpha step on the whole D_val (mean loss over its batches), not one batch
+    outer_dropout: bool = True  # False: the outer (validation) passes run in eval mode, without dropout
+    fd_precondition: bool = True  # finite-difference direction xi * P v with AdamW's P = 1 / (sqrt(v_hat) + eps)
+    workers: int = 1  # the K searches in this many processes at once (one per GPU where there are several)
 
 
 @dataclass
@@ -98,6 +117,8 @@ class RunConfig:
     pair_encoding: str | None = None  # sentence pairs: joint (cross-encoder) or separate (bi-encoder); None = the method's
     seed: int = 1
     output_dir: str | None = None
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N (mixtune.device)
+    precision: str = "fp32"  # fp32, bf16 (autocast), fp16 (autocast and a gradient scaler; CUDA only)
     method_args: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -220,8 +241,11 @@ def save_yaml(config: RunConfig, path: str | Path) -> None:
 
 
 POOLING_CHOICES = ("auto", "cls", "mean", "max")  # resolved by mixtune.heads at load time
+PRECISION_CHOICES = ("fp32", "bf16", "fp16")  # whether the device can do it: mixtune.device, at run time
+DEVICE_SETTING = re.compile(r"auto|cpu|cuda|cuda:\d+")
 CHOICES = {
-    "mixup.form": ("released", "convex"),
+    "mixup.form": ("released", "convex", "share"),
+    "mixup.granularity": ("rank", "row", "module"),
     "search.hypergradient": ("first-order", "finite-difference"),
     "search.average": ("all", "alpha"),
     "data.task_type": ("classification", "regression"),
@@ -238,6 +262,10 @@ def validate(config: RunConfig) -> None:
         raise MixtuneError(f"config key 'pair_encoding' is {config.pair_encoding!r}: choose joint or separate")
     if config.pooling not in POOLING_CHOICES:
         raise MixtuneError(f"config key 'pooling' is {config.pooling!r}: choose one of {', '.join(POOLING_CHOICES)}")
+    if not DEVICE_SETTING.fullmatch(config.device):
+        raise MixtuneError(f"config key 'device' is {config.device!r}: choose auto, cpu, cuda or cuda:N")
+    if config.precision not in PRECISION_CHOICES:
+        raise MixtuneError(f"config key 'precision' is {config.precision!r}: choose one of {', '.join(PRECISION_CHOICES)}")
     for key, allowed in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
@@ -247,7 +275,10 @@ def validate(config: RunConfig) -> None:
         ("search.split_ratio", 0.0 < config.search.split_ratio < 1.0, "a fraction strictly between 0 and 1"),
         ("search.splits", config.search.splits >= 1, "at least 1"),
         ("search.unroll_steps", config.search.unroll_steps >= 1, "at least 1"),
+        ("search.workers", config.search.workers >= 1, "at least 1"),
         ("mixup.rank", config.mixup.rank is None or config.mixup.rank >= 1, "at least 1, or null for full rank"),
+        ("mixup.init_share", 0.0 < config.mixup.init_share < 1.0, "strictly between 0 and 1 (a sigmoid's value)"),
+        ("search.alpha_lr_sum", config.search.alpha_lr_sum is None or config.search.alpha_lr_sum > 0, "positive, or null"),
         ("train.batch_size", config.train.batch_size >= 1, "at least 1"),
         ("train.max_length", config.train.max_length >= 8, "at least 8"),
         ("train.eval_every", config.train.eval_every is None or config.train.eval_every >= 1, "at least 1, or null"),

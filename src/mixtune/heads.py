@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification, PretrainedConfig
 
+from mixtune.device import model_device, to_device
 from mixtune.errors import MixtuneError
 from mixtune.modeling_mixtune import PooledModelForSequenceClassification
 
@@ -99,15 +100,17 @@ def classifier_layer(model: nn.Module) -> nn.Linear:
 
 @torch.no_grad()
 def classifier_inputs(model: nn.Module, batches) -> torch.Tensor:
-    """What the classifier layer sees for each example (eval mode): the pooled features the head reads."""
+    """What the classifier layer sees for each example (eval mode): the pooled features the head reads,
+    in fp32 on the CPU (batches go to the model's device)."""
     captured: list[torch.Tensor] = []
     hook = classifier_layer(model).register_forward_pre_hook(lambda _, args: captured.append(args[0].detach()))
     was_training = model.training
     model.eval()
+    device = model_device(model)
     try:
         for batch in batches:
-            model(**{k: v for k, v in batch.items() if k != "labels"})
+            model(**to_device({k: v for k, v in batch.items() if k != "labels"}, device))
     finally:
         hook.remove()
         model.train(was_training)
-    return torch.cat(captured)
+    return torch.cat(captured).cpu()

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mixtune.data.examples import TaskSpec
+from mixtune.device import forward_context, model_device, to_device
 
 
 def _safe_corr(fn, predictions: np.ndarray, labels: np.ndarray) -> float:
@@ -35,13 +36,19 @@ def compute_metrics(spec: TaskSpec, predictions: np.ndarray, labels: np.ndarray)
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, labels) over a loader, in eval mode; the model's training mode is restored."""
+    """(logits, labels) over a loader, in eval mode; the model's training mode is restored.
+
+    Batches go to the model's device and run under the run's autocast; logits come back to the CPU.
+    """
     was_training = model.training
     model.eval()
+    device = model_device(model)
     logits, labels = [], []
     for batch in loader:
-        labels.append(batch.pop("labels").numpy())
-        logits.append(model(**batch).logits.float().numpy())
+        labels.append(batch.pop("labels").cpu().numpy())
+        with forward_context(scaled=True):  # no backward follows: fp16 autocast is safe
+            output = model(**to_device(batch, device))
+        logits.append(output.logits.float().cpu().numpy())
     model.train(was_training)
     return np.concatenate(logits), np.concatenate(labels)
 

@@ -11,6 +11,7 @@ from transformers import AutoTokenizer
 
 from mixtune.data.batching import clamp_max_length, make_loader
 from mixtune.data.readers import read_table
+from mixtune.device import Runtime
 from mixtune.errors import MixtuneError
 from mixtune.methods import method_class
 from mixtune.metrics import predict_logits
@@ -25,8 +26,15 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
     return json.loads(record_path.read_text()), run_dir / MODEL_DIR
 
 
-def predict_file(run_dir: str | Path, input_file: str | Path, text_columns: list[str] | None = None, batch_size: int = 64) -> list[dict]:
-    """One dict per input row: the predicted label (or score) and, for classifiers, the probabilities."""
+def predict_file(
+    run_dir: str | Path, input_file: str | Path, text_columns: list[str] | None = None, batch_size: int = 64,
+    device: str = "auto",
+) -> list[dict]:
+    """One dict per input row: the predicted label (or score) and, for classifiers, the probabilities.
+
+    `device`: as a run's setting (auto = CUDA when present); predictions are computed in fp32.
+    """
+    runtime = Runtime.resolve(device)
     record, model_dir = load_run(run_dir)
     task = record["task"]
     columns = text_columns or task["text_columns"]
@@ -37,7 +45,7 @@ def predict_file(run_dir: str | Path, input_file: str | Path, text_columns: list
             f"{input_file} has no column {missing[0]!r} (it has {', '.join(rows[0])}): name the text columns with --text-columns"
         )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = method_class(record["method"]).load_saved(model_dir)
+    model = runtime.place(method_class(record["method"]).load_saved(model_dir))
     max_length = clamp_max_length(record["config"]["train"]["max_length"], tokenizer, model)
     encoded = tokenizer(*[[row[c] for row in rows] for c in columns], truncation=True, max_length=max_length)
     features = [{k: v[i] for k, v in encoded.items()} | {"labels": 0} for i in range(len(rows))]

@@ -25,6 +25,7 @@ from mixtune.config import RunConfig, save_yaml, validate
 from mixtune.data import load_task
 from mixtune.data.batching import clamp_max_length, encode, make_loader
 from mixtune.data.sampling import low_resource_indices
+from mixtune.device import Runtime, activated, full_precision, model_device
 from mixtune.errors import MixtuneError
 from mixtune.layers import reinit_top_layers
 from mixtune.methods import method_class
@@ -88,8 +89,23 @@ def run(
     the record what only the model holds (the benchmark's per-layer alpha summary) without exporting it.
     `search_cache`: a folder where mixup-blo stores and reuses its search phase (see mixtune.mixup.search_cache);
     a run that reused one has "search_cached": true, and its time_s.search is the original search's.
+    The run computes on config.device in config.precision (mixtune.device); the record's "device" says which.
     """
     validate(config)
+    runtime = Runtime.resolve(config.device, config.precision)  # a GPU that is not there fails here, at once
+    with activated(runtime):
+        return _run(config, runtime, progress, overwrite, write, on_trained, search_cache)
+
+
+def _run(
+    config: RunConfig,
+    runtime: Runtime,
+    progress: bool,
+    overwrite: bool,
+    write: bool,
+    on_trained: Callable[[nn.Module, dict[str, Any]], None] | None,
+    search_cache: Path | None,
+) -> dict[str, Any]:
     started = time.perf_counter()
     method_cls = method_class(config.method)
     output = Path(config.output_dir) if config.output_dir else default_output_dir(config)
@@ -108,6 +124,7 @@ def run(
     tokenizer, model, head = load_model(config.model, spec, config.seed, config.pooling, pair_encoding)
     if config.train.reinit_layers > 0:
         reinit_top_layers(model, config.train.reinit_layers, config.seed)
+    runtime.place(model)  # initialised on the CPU (the same head for every device), then moved
     regression = spec.kind == "regression"
     config.train.max_length = clamp_max_length(config.train.max_length, tokenizer, model, method.reserved_positions)
     max_length = config.train.max_length
@@ -139,6 +156,7 @@ def run(
         "method": config.method,
         "hyperparameters": method.hyperparameters(),
         "head": {"pooling": head, "pair_encoding": getattr(getattr(model, "config", None), "mixtune_pair_encoding", "joint")},
+        "device": runtime.describe(),
         "task": asdict(spec),
         "data_sources": task.sources,
         "indices": {"train": train_idx, "dev": dev_idx if task.dev is None else "dev file"},
@@ -183,12 +201,17 @@ def last_step_metrics(model: nn.Module, last: dict, tests: dict, eval_loader, sp
 
 
 def _export(method, model, tokenizer, test_examples, eval_loader, directory: Path) -> dict:
-    """Save the model, reload it with plain transformers and compare logits on test examples."""
+    """Save the model, reload it with plain transformers and compare logits on test examples.
+
+    Both forward passes run in fp32 on the run's device: the check measures the export, not the precision.
+    """
     subset = test_examples.subset(range(min(EXPORT_CHECK_EXAMPLES, len(test_examples))))
-    reference, _ = predict_logits(model, eval_loader(subset))
-    method.save(model, directory / MODEL_DIR, tokenizer)
-    reloaded = type(method).load_saved(directory / MODEL_DIR)
-    exported, _ = predict_logits(reloaded, eval_loader(subset))
+    device = model_device(model)
+    with full_precision():
+        reference, _ = predict_logits(model, eval_loader(subset))
+        method.save(model, directory / MODEL_DIR, tokenizer)
+        reloaded = type(method).load_saved(directory / MODEL_DIR).to(device)
+        exported, _ = predict_logits(reloaded, eval_loader(subset))
     return {"max_abs_logit_diff": float(np.abs(reference - exported).max()), "checked_examples": len(subset)}
 
 

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mixtune.data.batching import make_loader
+from mixtune.device import GradStep, active, forward_context, model_device, to_device
 from mixtune.errors import TrainingDiverged
 from mixtune.optim import make_optimizer, make_schedule, steps_for
 
@@ -58,8 +59,14 @@ def cycle(loader: DataLoader) -> Iterator[dict]:
         yield from loader
 
 
-def batch_loss(model: nn.Module, batch: dict) -> torch.Tensor:
-    loss = model(**batch).loss
+def batch_loss(model: nn.Module, batch: dict, scaled: bool = False) -> torch.Tensor:
+    """The batch's loss, the batch moved to the model's device, under the run's autocast (mixtune.device).
+
+    `scaled`: a gradient scaler follows (the shared loop), so fp16 autocast applies; raw-gradient passes
+    (the search, the Fisher pass) leave it False and run fp32 under fp16.
+    """
+    with forward_context(scaled):
+        loss = model(**to_device(batch, model_device(model))).loss
     if not torch.isfinite(loss):
         raise TrainingDiverged(f"training loss became {loss.item()}: lower the learning rate")
     return loss
@@ -106,8 +113,9 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> No
 class DevSelector:
     """Evaluates on dev every `every` steps, keeps the best trainable state in memory, restores it at the end.
 
-    select = "last" still records the dev curve (for plots) but keeps the final weights. Ties keep the
-    earlier step. `patience` dev evaluations without improvement stop training early.
+    select = "last" still records the dev curve (for plots) but keeps the final weights. Ties go to the later
+    step: a dev split of a few dozen examples ties often, and a tie is no evidence against training on.
+    `patience` dev evaluations without improvement stop training early.
     """
 
     def __init__(self, model: nn.Module, evaluate: Callable[[nn.Module], float] | None, every: int, select: str, patience: int | None):
@@ -128,7 +136,7 @@ class DevSelector:
             return False
         score = self.evaluate(self.model)
         self.curve.append({"step": done, "dev": score})
-        if score > self.best_score:
+        if score >= self.best_score:
             self.best_score, self.best_step, self.since_best = score, done, 0
             if self.select == "best-dev":
                 self.best_state = trainable_state(self.model)
@@ -153,18 +161,31 @@ def eval_interval(config_every: int | None, batches_per_epoch: int) -> int:
 
 
 def train_loop(
-    model: nn.Module, loader: DataLoader, method: Method, lr: float, epochs: float, ctx: FitContext, desc: str
+    model: nn.Module,
+    loader: DataLoader,
+    method: Method,
+    lr: float,
+    epochs: float,
+    ctx: FitContext,
+    desc: str,
+    total_steps: int | None = None,
 ) -> dict[str, Any]:
     """AdamW with a warmup schedule and gradient clipping; the method's hooks shape what moves.
+
+    `total_steps`, when given, replaces the step count that `epochs` would give (vanilla-long: an exact count).
 
     With a dev evaluator in ctx the loop evaluates every train.eval_every steps and, under
     train.select = best-dev, ends holding the trainable state of the best dev score.
     """
     cfg = ctx.config.train
+    runtime = active()
+    if runtime is not None:
+        runtime.place(model)  # modules a method added in prepare() (peft, mixout) join the model's device
     groups = method.parameter_groups(model, cfg.weight_decay, lr)
     params = [p for g in groups for p in g["params"]]
     optimizer = make_optimizer(groups, lr)
-    total = steps_for(epochs, len(loader))
+    grad_step = GradStep(optimizer, runtime)
+    total = total_steps if total_steps is not None else steps_for(epochs, len(loader))
     schedule = make_schedule(optimizer, cfg.scheduler, total, cfg.warmup_ratio)
     selector = DevSelector(model, ctx.evaluate_dev, eval_interval(cfg.eval_every, len(loader)), cfg.select, cfg.patience)
     guard = DivergenceGuard()
@@ -174,15 +195,18 @@ def train_loop(
     steps_run = 0
     with tqdm(total=total, desc=desc, disable=not ctx.progress, leave=False) as bar:
         for step, batch in zip(range(total), cycle(loader)):
-            loss = batch_loss(model, batch)
-            loss.backward()
-            method.before_optimizer_step(model, step)
+            loss = batch_loss(model, batch, scaled=True)
+            grad_step.backward(loss)
+            finite = grad_step.unscale()  # False only under fp16, when the step is skipped
+            if finite:
+                method.before_optimizer_step(model, step)
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
+            grad_step.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            method.after_optimizer_step(model, step)
+            if finite:
+                method.after_optimizer_step(model, step)
             guard.add(loss.item())
             steps_run = step + 1
             bar.update(1)

@@ -74,3 +74,21 @@ def sleep_run(config: RunConfig) -> dict[str, Any]:
         handle.write(str(os.getpid()))
     time.sleep(60)
     return ok_run(config)
+
+
+def killed_once(config: RunConfig) -> dict[str, Any]:
+    """Seed 2's first attempt writes its process id to <output_dir>/seed2.pid and waits to be killed (the Ray
+    test kills that worker); the attempt Ray retries finds the file and finishes. Other seeds finish at once."""
+    marker = os.path.join(config.output_dir, f"seed{config.seed}.pid")
+    if config.seed == 2 and not os.path.exists(marker):
+        with open(marker + ".tmp", "w") as handle:
+            handle.write(str(os.getpid()))
+        os.replace(marker + ".tmp", marker)
+        time.sleep(60)
+    return ok_run(config)
+
+
+def slow_run(config: RunConfig) -> dict[str, Any]:
+    """A run of about a second (the driver-restart test kills its driver while some are in flight)."""
+    time.sleep(1.0)
+    return ok_run(config)

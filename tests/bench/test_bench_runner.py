@@ -140,4 +140,7 @@ def test_real_runs_pair_subsets_across_methods_and_summarise_alpha(tmp_path, glu
     assert {(row["layer"], row["role"]) for row in layers} >= {(0, "query"), (1, "output"), (None, "pooler")}
     assert len(layers) == 2 * 6 + 1
     assert all(0.0 <= row["task_min"] <= row["task_mean"] <= row["task_max"] <= 1.0 for row in layers)
+    diagnostics = mixup["log"]["alpha_diagnostics"]  # every mixup-blo record says whether alpha learned
+    assert diagnostics["alpha_steps"] > 0 and diagnostics["snr_noise"] > 0 and diagnostics["share_travel"] >= 0
+    assert all(0.0 <= row["share_mean"] <= 1.0 and row["share_travel"] is not None for row in layers)
     assert set(mixup["log"]["search"]["val_indices"]) == {"sha256"}

@@ -5,25 +5,36 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.preprocessing import StandardScaler
 
 from mixtune.heads import classifier_inputs, is_head_parameter
 from mixtune.methods.linear_probe import fit_linear
 
 
-def test_fit_linear_folds_the_standardisation_into_the_weights():
+def scaled(features: np.ndarray) -> np.ndarray:
+    """Standardised, as the probe does (no feature here is below its scale floor)."""
+    return (features - features.mean(axis=0)) / features.std(axis=0)
+
+
+def test_fit_linear_folds_centring_and_scale_into_the_weights():
     rng = np.random.default_rng(0)
-    features = rng.normal(3.0, [0.1, 5.0, 1.0], size=(60, 3))
+    features = rng.normal(3.0, [0.4, 5.0, 1.0], size=(60, 3))
     labels = (features[:, 0] > 3.0).astype(int)
     weight, bias = fit_linear(features, labels, 1.0, regression=False, num_labels=2)
-    scaler = StandardScaler().fit(features)
-    reference = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(features), labels)
+    reference = LogisticRegression(C=1.0, max_iter=2000).fit(scaled(features), labels)
     logits = features @ weight.T + bias
-    assert np.allclose(logits[:, 1] - logits[:, 0], reference.decision_function(scaler.transform(features)))
+    assert np.allclose(logits[:, 1] - logits[:, 0], reference.decision_function(scaled(features)))
     targets = features @ [1.0, -2.0, 0.5]
     weight, bias = fit_linear(features, targets, 10.0, regression=True, num_labels=1)
-    ridge = Ridge(alpha=0.1).fit(scaler.transform(features), targets)
-    assert np.allclose(features @ weight[0] + bias[0], ridge.predict(scaler.transform(features)))
+    ridge = Ridge(alpha=0.1).fit(scaled(features), targets)
+    assert np.allclose(features @ weight[0] + bias[0], ridge.predict(scaled(features)))
+
+
+def test_a_constant_feature_gets_no_huge_weight():
+    rng = np.random.default_rng(0)
+    features = np.column_stack([rng.normal(size=80), np.full(80, 0.3) + 1e-9 * rng.normal(size=80)])
+    labels = (features[:, 0] > 0).astype(int)
+    weight, _ = fit_linear(features, labels, 1000.0, regression=False, num_labels=2)
+    assert np.abs(weight).max() < 1e3
 
 
 def test_linear_probe_keeps_the_encoder_and_chooses_the_regularisation_on_dev(tiny_model, make_run):
@@ -36,11 +47,10 @@ def test_linear_probe_keeps_the_encoder_and_chooses_the_regularisation_on_dev(ti
     assert all(torch.equal(p, encoder[n]) for n, p in model.named_parameters() if n in encoder)
     features = classifier_inputs(model, ctx.loader(shuffle=False)).double().numpy()
     labels = np.array([f["labels"] for f in ctx.features])
-    scaler = StandardScaler().fit(features)
-    reference = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(features), labels)
+    reference = LogisticRegression(C=1.0, max_iter=2000).fit(scaled(features), labels)
     model.eval()
     logits = torch.cat([model(**{k: v for k, v in b.items() if k != "labels"}).logits for b in ctx.loader(shuffle=False)])
-    assert (logits.argmax(-1).numpy() == reference.predict(scaler.transform(features))).all()
+    assert (logits.argmax(-1).numpy() == reference.predict(scaled(features))).all()
 
 
 def test_lp_ft_starts_the_finetune_from_the_probe_head(tiny_model, make_run, monkeypatch):

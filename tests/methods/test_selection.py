@@ -40,10 +40,10 @@ def test_best_dev_restores_the_weights_of_the_best_evaluation(tiny_model, tiny_t
     assert not torch.equal(tiny_model.classifier.weight, dev.seen[-1])
 
 
-def test_ties_keep_the_earlier_step(tiny_model, tiny_tokenizer):
+def test_ties_go_to_the_later_step(tiny_model, tiny_tokenizer):
     result, dev, _ = fit(tiny_model, tiny_tokenizer, [70, 90, 90, 90, 10, 10])
-    assert result["selected_step"] == 4
-    assert torch.equal(tiny_model.classifier.weight, dev.seen[1])
+    assert result["selected_step"] == 8
+    assert torch.equal(tiny_model.classifier.weight, dev.seen[3])
 
 
 def test_select_last_keeps_the_final_weights_and_still_records_the_curve(tiny_model, tiny_tokenizer):

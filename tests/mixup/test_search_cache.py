@@ -82,3 +82,22 @@ def test_the_key_follows_search_data_seed_and_model_not_finetune_settings(tmp_pa
     assert key(model_seed=1) != plain  # other weights under the same name
     flipped = [{"input_ids": [2, 7, 9, 3], "attention_mask": [1, 1, 1, 1], "labels": label} for label in (1, 0)]
     assert key(features=flipped) != plain
+
+
+def test_options_added_later_leave_the_released_key_as_it_was():
+    """Searches cached before the share form, the outer-pass options and the lr budget stay valid: at their
+    defaults those options are not in the key; set, they are; fd_precondition is keyed for finite differences."""
+    from mixtune.config import MixupConfig, SearchConfig
+    from mixtune.mixup.search_cache import keyed_settings
+
+    released_mixup = {"form", "rank", "init_mean", "init_std", "target_modules"}
+    released_search = {
+        "splits", "split_ratio", "epochs", "hypergradient", "fd_xi", "unroll_steps", "average", "inner_lr",
+        "inner_weight_decay", "inner_scheduler", "inner_max_grad_norm", "alpha_lr", "alpha_weight_decay",
+        "alpha_scheduler", "warmup_ratio",
+    }
+    assert set(keyed_settings(MixupConfig())) == released_mixup
+    assert set(keyed_settings(SearchConfig())) == released_search
+    assert keyed_settings(MixupConfig(form="share", granularity="row"))["granularity"] == "row"
+    assert keyed_settings(SearchConfig(alpha_lr_sum=1.0, outer_dropout=False)).keys() >= {"alpha_lr_sum", "outer_dropout"}
+    assert "fd_precondition" in keyed_settings(SearchConfig(hypergradient="finite-difference"))

@@ -7,6 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
+from mixtune.errors import MixtuneError
 from mixtune.paths import check_writable
 
 
@@ -21,7 +22,19 @@ def add_bench_parsers(subparsers) -> None:
     bench.add_argument(
         "--results", help="results JSONL file (default: the config's results: key, else results/<config stem>.jsonl)"
     )
-    bench.add_argument("--workers", type=int, default=1, help="runs in parallel, each in its own process (default 1)")
+    bench.add_argument(
+        "--workers", type=int,
+        help="runs in parallel, each in its own process (default 1); with --backend ray, the most in flight "
+        "(default: as many as the cluster's resources hold)",
+    )
+    bench.add_argument(
+        "--backend", choices=("local", "ray"), default="local",
+        help="local: processes on this machine (default); ray: each run a Ray task with the config's resources: request",
+    )
+    bench.add_argument(
+        "--address", help="with --backend ray: an existing Ray cluster (auto = the one this machine joined with "
+        "`ray start`; or HOST:PORT); default: a local Ray instance started for the sweep",
+    )
     bench.add_argument("--dry-run", action="store_true", help="list the cells and what would happen to each, run nothing")
     bench.add_argument("--limit", type=int, help="start at most K runs in this sweep")
     bench.add_argument("--retry-failed", action="store_true", help="run again the cells whose last attempt failed")
@@ -59,6 +72,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from mixtune.bench.grid import load_grid
     from mixtune.bench.runner import plan, run_sweep
 
+    if args.address and args.backend != "ray":
+        raise MixtuneError("--address names a Ray cluster: add --backend ray")
     grid = load_grid(args.config, args.results)
     for reason in grid.skipped:
         print(f"skipped {reason}", file=sys.stderr)
@@ -82,6 +97,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         isolate=not args.in_process,
         progress=not args.quiet,
         search_cache=grid.search_cache,
+        backend=args.backend,
+        address=args.address,
+        resources=grid.resources,
     )
     if summary.dropped_partial_line:
         print(f"dropped a partial last line of {grid.results} (a run killed while writing); its cell was redone", file=sys.stderr)

@@ -2,6 +2,7 @@
 
     results: results/table.jsonl          # optional; default results/<config stem>.jsonl
     search_cache: runs/search-cache       # optional: mixup-blo runs share searches through this folder
+    resources: {gpus: 1}                  # optional, for --backend ray: what each run asks of the cluster
     order: seeds-first                    # optional: run every cell of seed 1 first (default: table order)
     base: {data: {data_dir: ...}, train: {max_length: 128}}   # run-config values shared by every cell
     overrides_file: benchmarks/tuned.yaml # optional: more overrides (e.g. from `mixtune select`), under
@@ -45,12 +46,14 @@ from mixtune.models import resolve_model
 
 AXES = ("models", "tasks", "sizes", "methods", "seeds")
 BLOCK_KEYS = (*AXES, "sweep")
-TOP_KEYS = ("results", "base", "overrides", "overrides_file", "search_cache", "order", "grids", *BLOCK_KEYS)
+TOP_KEYS = ("results", "base", "overrides", "overrides_file", "search_cache", "order", "resources", "grids", *BLOCK_KEYS)
+RESOURCE_KEYS = ("cpus", "gpus")
 ORDERS = ("table", "seeds-first")
 KEY_FIELDS = ("model", "task", "size", "method", "seed", "config_hash")
 # Set by the grid only; and left out of the settings hash together with where data and output live.
 GRID_OWNED = ("method", "model", "seed", "data.task", "data.train_size")
-UNHASHED = {*GRID_OWNED, "output_dir", "data.data_dir"}
+# Where and how fast a run computes, not what it computes: moving a sweep to GPUs resumes it (records say the device).
+UNHASHED = {*GRID_OWNED, "output_dir", "data.data_dir", "device", "search.workers"}
 HASH_CHARS = 8
 
 
@@ -87,6 +90,7 @@ class Grid:
     skipped: list[str]  # why some combinations are not cells (a method that cannot do regression)
     results: Path
     search_cache: Path | None = None
+    resources: dict[str, float] | None = None  # each run's request under --backend ray ({cpus: N} / {gpus: 1})
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,24 @@ def load_grid(path: str | Path, results: str | Path | None = None) -> Grid:
         for cell in _expand(axes, base, labels, sweep, skipped, where):
             cells.setdefault(cell.id, cell)
     search_cache = _optional_path(values.get("search_cache"), "search_cache", "folder")
-    return Grid(_ordered(list(cells.values()), values.get("order", "table")), skipped, _results_path(path, results or values.get("results")), search_cache)
+    return Grid(
+        _ordered(list(cells.values()), values.get("order", "table")), skipped,
+        _results_path(path, results or values.get("results")), search_cache, _resources(values.get("resources")),
+    )
+
+
+def _resources(value: Any) -> dict[str, float] | None:
+    """The per-run resource request: {cpus: N} and/or {gpus: G}, non-negative numbers, not both zero."""
+    if value is None:
+        return None
+    resources = _mapping(value, "resources")
+    _check_keys(resources, RESOURCE_KEYS, "bench config resources")
+    for key, amount in resources.items():
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+            raise MixtuneError(f"bench config resources.{key} must be a number >= 0, got {amount!r}: write e.g. resources: {{gpus: 1}}")
+    if not any(resources.values()):
+        raise MixtuneError("bench config resources asks for nothing: write e.g. resources: {cpus: 1} or {gpus: 1}")
+    return {key: float(amount) for key, amount in resources.items()}
 
 
 def _ordered(cells: list[Cell], order: object) -> list[Cell]:

@@ -85,11 +85,14 @@ def size_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path,
 
 
 def alpha_matrix(runs: list[Run]) -> tuple[np.ndarray, list[str], list[str]]:
-    """(roles x layers) mean coefficient on W over the runs; layer-less modules (pooler) in a last column, "other"."""
+    """(roles x layers) mean pretrained share over the runs (tables.share_of); layer-less modules (pooler) in a
+    last column, "other"."""
+    from mixtune.bench.tables import share_of
+
     values = defaultdict(list)
     for run in runs:
         for row in run.alpha or []:
-            values[(row["role"], row["layer"])].append(row["task_mean"])
+            values[(row["role"], row["layer"])].append(share_of(row))
     roles = list(dict.fromkeys(role for role, _ in values))
     layers = sorted({layer for _, layer in values}, key=lambda v: (v is None, v if v is not None else 0))
     matrix = np.full((len(roles), len(layers)), np.nan)
@@ -99,7 +102,7 @@ def alpha_matrix(runs: list[Run]) -> tuple[np.ndarray, list[str], list[str]]:
 
 
 def alpha_heatmap(runs: list[Run], tasks: list[str], path: Path, title: str) -> None:
-    """Per task: module role x layer, coloured and annotated by the mean coefficient on W (over seeds)."""
+    """Per task: module role x layer, coloured and annotated by the mean pretrained share (over seeds)."""
     tasks = [task for task in tasks if any(r.task == task for r in runs)]
     matrices = {task: alpha_matrix([r for r in runs if r.task == task]) for task in tasks}
     finite = np.concatenate([m[np.isfinite(m)] for m, _, _ in matrices.values()])
@@ -118,7 +121,7 @@ def alpha_heatmap(runs: list[Run], tasks: list[str], path: Path, title: str) -> 
             if np.isfinite(value):
                 shade = "black" if value > (low + high) / 2 else "white"
                 ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=6, color=shade)
-    figure.colorbar(image, ax=axes, shrink=0.8, label="coefficient on W")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="pretrained share")
     figure.suptitle(title, y=1.0, va="bottom")
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)

@@ -22,7 +22,9 @@ from mixtune.bench.runs import (
     ordered,
 )
 from mixtune.bench.tables import (
+    alpha_diagnostics_table,
     alpha_role_table,
+    alpha_share_table,
     cost_table,
     head_to_head_table,
     markdown_table,
@@ -160,13 +162,28 @@ def _alpha_section(runs: list[Run], tasks: list[str], methods: list[str], name: 
         *table,
         "",
     ]
+    lines += [
+        "Pretrained share coef_W0 / (coef_W + coef_W0) per module role (0: all finetuned W; 1: all W0), and in "
+        "brackets how far it moved during the search (mean |change| per weight entry, over splits).",
+        "",
+        *alpha_share_table(runs, methods),
+        "",
+    ]
     for method in methods:
         picked = [r for r in runs if r.method == method and r.alpha]
         if picked:
             file = f"alpha_{name}_{slug(method)}.png"
-            caption = f"{title}: {method}\nmean coefficient on the task weight W (over seeds)"
+            caption = f"{title}: {method}\nmean pretrained share of the mix per layer (over seeds)"
             plots.alpha_heatmap(picked, tasks, out / file, caption)
             lines += [f"![alpha {method}]({file})", ""]
+    diagnostics = alpha_diagnostics_table(runs, methods)
+    if diagnostics:
+        text = (
+            "Whether alpha learned, from each run's search (log.alpha_diagnostics, means over tasks and seeds): "
+            "a share that barely travels, or a hypergradient signal-to-noise ratio near pure noise's, means alpha "
+            "stayed at its start plus noise."
+        )
+        lines += ["### Did alpha learn?", "", text, "", *diagnostics, ""]
     return lines
 
 

@@ -1,4 +1,6 @@
 """Running a grid: every run in a fresh spawned process, every finished run appended to the results file.
+(Or every run a Ray task, on a local instance or a cluster: --backend ray, mixtune.bench.ray_backend; the
+results file is still written here alone, with the same guarantees.)
 
 A fresh process per run makes peak_memory_mb (ru_maxrss) that run's own, and a crash (or an out-of-memory
 kill) costs only that run: it is recorded as failed and the sweep goes on.
@@ -14,15 +16,12 @@ Run options (the grid's search_cache) reach it as keyword arguments, and only wh
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import multiprocessing
 import os
 import re
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -32,14 +31,15 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from mixtune.bench.attempts import attempt, failure
 from mixtune.bench.grid import Cell
 from mixtune.bench.results import ResultsWriter, cell_status, read_results, result_line
-from mixtune.config import RunConfig, build_config
+from mixtune.config import RunConfig
 from mixtune.errors import MixtuneError
 from mixtune.paths import check_writable
 
 DEFAULT_TARGET = "mixtune.bench.runner:run_cell"
-TRACEBACK_CHARS = 4000
+BACKENDS = ("local", "ray")
 PARENT_CHECK_S = 0.5
 LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.(.+)$")
 ROLE_PREFIXES = ("attention.self.", "attention.attn.")
@@ -63,37 +63,45 @@ def run_options(search_cache: Path | None) -> dict[str, Any]:
 
 
 def add_alpha_summary(model: Any, record: dict[str, Any]) -> None:
-    summary = alpha_summary(model)
+    summary = alpha_summary(model, record.get("log", {}).get("alpha_diagnostics"))
     if summary:
         record["alpha_summary"] = summary
 
 
-def alpha_summary(model: Any) -> list[dict[str, Any]]:
-    """Per mixup layer: mean coefficient on the task weight W and on the pretrained W0 (and W's range).
+def alpha_summary(model: Any, diagnostics: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Per mixup layer: mean coefficient on the task weight W and on the pretrained W0 (and W's range), and
+    the pretrained share coef_W0 / (coef_W + coef_W0) (MixupLinear.pretrained_share).
 
     A layer whose W coefficient stays near 1 (released init) keeps its finetuned weight; one that falls
-    towards 0 stays near pretrained. The report's heatmap is drawn from this alone.
+    towards 0 stays near pretrained. The report's heatmap is drawn from this alone. With the search's
+    diagnostics (log.alpha_diagnostics, mixtune.mixup.diagnostics), each row also has how far the layer's
+    share travelled from its start during the search (share_travel, mean over splits) and the median
+    signal-to-noise ratio of its hypergradient (snr).
     """
     import torch
 
     from mixtune.mixup.inject import mixup_layers
 
+    layers = (diagnostics or {}).get("layers", {})
     rows = []
     with torch.no_grad():
         for name, layer in mixup_layers(model):
             on_task, on_pretrained = layer.coefficients()
             index, role = layer_position(name)
-            rows.append(
-                {
-                    "module": name,
-                    "layer": index,
-                    "role": role,
-                    "task_mean": round(on_task.mean().item(), 6),
-                    "pretrained_mean": round(on_pretrained.mean().item(), 6),
-                    "task_min": round(on_task.min().item(), 6),
-                    "task_max": round(on_task.max().item(), 6),
-                }
-            )
+            row = {
+                "module": name,
+                "layer": index,
+                "role": role,
+                "task_mean": round(on_task.mean().item(), 6),
+                "pretrained_mean": round(on_pretrained.mean().item(), 6),
+                "task_min": round(on_task.min().item(), 6),
+                "task_max": round(on_task.max().item(), 6),
+                "share_mean": round(layer.pretrained_share().mean().item(), 6),
+            }
+            if name in layers:
+                row["share_travel"] = layers[name].get("travel")
+                row["snr"] = layers[name].get("snr")
+            rows.append(row)
     return rows
 
 
@@ -104,41 +112,6 @@ def layer_position(name: str) -> tuple[int | None, str]:
     for prefix in ROLE_PREFIXES:
         rest = rest.removeprefix(prefix)
     return index, rest.removesuffix(".dense")
-
-
-def resolve_target(target: str) -> Callable[[RunConfig], dict[str, Any]]:
-    """The run function named by 'module:function', or by 'file.py:function' (loadable in any process)."""
-    where, sep, name = target.rpartition(":")
-    if not sep or not where:
-        raise MixtuneError(f"run target {target!r} is not 'module:function' or 'file.py:function'")
-    if where.endswith(".py"):
-        if not Path(where).is_file():
-            raise MixtuneError(f"run target file {where} does not exist: check the path")
-        spec = importlib.util.spec_from_file_location(f"mixtune_bench_target_{Path(where).stem}", where)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(where)
-    return getattr(module, name)
-
-
-def attempt(target: str, values: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One run as an outcome dict: the record with status "ok", or the error with status "failed".
-
-    Exceptions (NaN loss is a FloatingPointError) become failures; KeyboardInterrupt and SystemExit pass.
-    """
-    started = time.perf_counter()
-    try:
-        record = resolve_target(target)(build_config(values), **(options or {}))
-    except Exception as exc:  # noqa: BLE001  (any failure of one run is recorded, not fatal to the sweep)
-        reason = f"{type(exc).__name__}: {exc}" if str(exc).strip() else type(exc).__name__
-        return failure(reason, time.perf_counter() - started, traceback.format_exc())
-    return {"status": "ok", **record}
-
-
-def failure(error: str, seconds: float, trace: str = "") -> dict[str, Any]:
-    first_line = error.strip().splitlines()[0] if error.strip() else "unknown error"
-    return {"status": "failed", "error": first_line, "traceback": trace[-TRACEBACK_CHARS:], "time_s": {"total": seconds}}
 
 
 def _child(
@@ -261,18 +234,34 @@ def run_sweep(
     cells: list[Cell],
     results: Path,
     target: str = DEFAULT_TARGET,
-    workers: int = 1,
+    workers: int | None = None,
     limit: int | None = None,
     retry_failed: bool = False,
     isolate: bool = True,
     progress: bool = True,
     search_cache: Path | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    resources: dict[str, float] | None = None,
 ) -> SweepSummary:
-    """Run every cell not yet in `results`, appending one line per finished run (search_cache: see run_cell)."""
-    if workers < 1:
+    """Run every cell not yet in `results`, appending one line per finished run (search_cache: see run_cell).
+
+    backend "local": spawned processes here, `workers` at a time (default 1). "ray": Ray tasks with the
+    grid's `resources` request (mixtune.bench.ray_backend), on the cluster at `address` or a local instance;
+    `workers` then caps the runs in flight (default: as many as the cluster holds).
+    """
+    if backend not in BACKENDS:
+        raise MixtuneError(f"--backend {backend!r} is not known: choose one of {', '.join(BACKENDS)}")
+    if workers is not None and workers < 1:
         raise MixtuneError(f"--workers must be at least 1, got {workers}")
-    if not isolate and workers != 1:
+    if not isolate and (workers or 1) != 1:
         raise MixtuneError("--in-process runs one at a time: drop --workers or --in-process")
+    if not isolate and backend != "local":
+        raise MixtuneError(f"--in-process runs here, one at a time: drop --backend {backend} or --in-process")
+    if backend == "ray":
+        from mixtune.bench.ray_backend import import_ray, run_on_ray
+
+        import_ray()  # missing: the one-line error before the results file is touched
     if search_cache is not None:
         check_writable(search_cache, "search cache folder", folder=True)
     with ResultsWriter(results) as writer:
@@ -288,8 +277,10 @@ def run_sweep(
             todo = todo[:limit]
         with SweepProgress(summary, len(todo), progress) as shown:
             options = run_options(search_cache)
-            if isolate:
-                runs = run_in_processes(todo, target, workers, shown.started, options)
+            if backend == "ray":
+                runs = run_on_ray(todo, target, shown.started, options, resources, address, workers)
+            elif isolate:
+                runs = run_in_processes(todo, target, workers or 1, shown.started, options)
             else:
                 runs = run_in_this_process(todo, target, shown.started, options)
             with contextlib.closing(runs) as outcomes:  # closing stops the runs in flight on any exit

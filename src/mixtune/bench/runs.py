@@ -44,6 +44,7 @@ class Run:
     search_cached: bool = False  # loaded its search from the cache: seconds and memory are the search's
     last_step_score: float | None = None  # the test score of the last step (train.report_last_step)
     dev_curve: list[dict[str, float]] = field(default_factory=list)  # the finetune's dev evaluations
+    alpha_diagnostics: dict[str, Any] | None = None  # did alpha learn: log.alpha_diagnostics (mixtune.mixup.diagnostics)
 
     @property
     def pair_key(self) -> tuple:
@@ -122,6 +123,7 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
         search_cached=bool(record.get("search_cached")),
         last_step_score=last_step_score(record, metric),
         dev_curve=record.get("log", {}).get("finetune", {}).get("dev_curve", []),
+        alpha_diagnostics=record.get("log", {}).get("alpha_diagnostics"),
     )
 
 

@@ -173,6 +173,76 @@ def alpha_role_table(runs: list[Run], methods: list[str]) -> list[str]:
     return markdown_table(["method", *roles], rows)
 
 
+def share_of(row: dict) -> float:
+    """A layer's mean pretrained share; records from before share_mean: coef_W0 / (coef_W + coef_W0) of the means."""
+    if row.get("share_mean") is not None:
+        return row["share_mean"]
+    total = row["task_mean"] + row["pretrained_mean"]
+    return row["pretrained_mean"] / total if total > 0 else 0.0
+
+
+def alpha_share_table(runs: list[Run], methods: list[str]) -> list[str]:
+    """Per method and module role: the mean pretrained share over layers, tasks and seeds, and (where the
+    search recorded it) how far the share travelled from its start during the search."""
+    with_alpha = [m for m in methods if any(r.alpha for r in runs if r.method == m)]
+    if not with_alpha:
+        return []
+    roles = ordered(row["role"] for r in runs if r.alpha for row in r.alpha)
+    rows = []
+    for method in with_alpha:
+        layers = [row for r in runs if r.method == method and r.alpha for row in r.alpha]
+        cells = []
+        for role in roles:
+            picked = [row for row in layers if row["role"] == role]
+            travel = [row["share_travel"] for row in picked if row.get("share_travel") is not None]
+            text = f"{np.mean([share_of(row) for row in picked]):.3f}" if picked else DASH
+            cells.append(text + (f" (moved {np.mean(travel):.3f})" if travel else ""))
+        rows.append([method, *cells])
+    return markdown_table(["method", *roles], rows)
+
+
+def alpha_diagnostics_table(runs: list[Run], methods: list[str]) -> list[str]:
+    """Did alpha learn? Per method with search diagnostics (means over tasks and seeds): the pretrained share at
+    the start and the end of the search, how far it travelled (mean |change| per weight entry; the layer that
+    moved most), the parameters' rms change, the hypergradient's median signal-to-noise ratio against what pure
+    noise gives over as many alpha steps, and the sum of alpha's learning rates over a split."""
+    rows = []
+    for method in methods:
+        found = [r.alpha_diagnostics for r in runs if r.method == method and r.alpha_diagnostics]
+        if not found:
+            continue
+
+        def mean(key: str, digits: int = 3, values: list[dict] = found) -> str:
+            present = [d[key] for d in values if d.get(key) is not None]
+            return f"{np.mean(present):.{digits}f}" if present else DASH
+
+        layer_travel: dict[str, list[float]] = {}
+        for d in found:
+            for name, layer in d.get("layers", {}).items():
+                if layer.get("travel") is not None:
+                    layer_travel.setdefault(name, []).append(layer["travel"])
+        most = max(layer_travel, key=lambda n: np.mean(layer_travel[n]), default=None)
+        most_text = f"{np.mean(layer_travel[most]):.3f} ({most.split('.', 1)[-1]})" if most else DASH
+        rows.append(
+            [
+                method,
+                str(len(found)),
+                f"{mean('share_start')} → {mean('share')}",
+                mean("share_travel", 4),
+                most_text,
+                mean("param_travel_rms", 4),
+                f"{mean('hypergradient_snr')} / {mean('snr_noise')}",
+                mean("alpha_steps", 0),
+                mean("alpha_lr_sum"),
+            ]
+        )
+    header = [
+        "method", "runs", "pretrained share (start → end)", "share travel", "most-moved layer", "param travel (rms)",
+        "hypergradient SNR / noise", "alpha steps per split", "alpha lr sum",
+    ]
+    return markdown_table(header, rows) if rows else []
+
+
 def split_source(settings_from: str) -> tuple[str, str, str]:
     """A record's `settings_from` ("FILE: HEADER", with " (the METHOD entry)" appended when a row took another
     method's entry) as (file, header, entry note)."""

@@ -12,7 +12,9 @@ from mixtune.methods import (  # noqa: F401  (registration)
     peft_methods,
     random_alpha,
     setfit_method,
+    soup_start,
     vanilla,
+    vanilla_long,
     wise_ft,
 )
 from mixtune.methods.base import METHODS, Method, make_method, method_class, register

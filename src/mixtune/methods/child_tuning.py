@@ -114,8 +114,9 @@ class ChildTuningD(Method):
 class ChildTuningF(Method):
     """CHILD-TUNING_F: every gradient times Bernoulli(p) / p, drawn anew each step (task-free).
 
-    The masks come from a generator seeded with the run seed, so runs repeat exactly. Default lr 4e-5,
-    as for D: the paper tunes both variants over the same learning-rate grid.
+    The masks come from a generator seeded with the run seed, on the gradients' device (created at the
+    first step), so runs repeat exactly on one device. Default lr 4e-5, as for D: the paper tunes both
+    variants over the same learning-rate grid.
     """
 
     name = "child-tuning-f"
@@ -124,10 +125,16 @@ class ChildTuningF(Method):
 
     def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator: torch.Generator | None = None
+
+    def mask_generator(self, device: torch.device) -> torch.Generator:
+        if self.generator is None or self.generator.device != device:
+            self.generator = torch.Generator(device=device).manual_seed(self.config.seed)
+        return self.generator
 
     def before_optimizer_step(self, model: nn.Module, step: int) -> None:
         for param in model.parameters():
             if param.grad is not None:
-                keep = torch.empty_like(param.grad).bernoulli_(self.hp.p, generator=self.generator)
+                generator = self.mask_generator(param.grad.device)
+                keep = torch.empty_like(param.grad).bernoulli_(self.hp.p, generator=generator)
                 param.grad.mul_(keep).div_(self.hp.p)

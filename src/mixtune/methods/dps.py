@@ -46,7 +46,7 @@ def linear_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 def top_entries(score: torch.Tensor, keep: float) -> torch.Tensor:
     """A mask with exactly round(keep * numel) True entries, at the highest scores."""
-    mask = torch.zeros(score.numel(), dtype=torch.bool)
+    mask = torch.zeros(score.numel(), dtype=torch.bool, device=score.device)
     mask[score.flatten().topk(round(keep * score.numel())).indices] = True
     return mask.view_as(score)
 

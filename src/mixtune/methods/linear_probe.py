@@ -4,6 +4,9 @@ The features are exactly what the model's classifier layer reads (the pooled hea
 output), taken in eval mode. Logistic regression (classification) or ridge (regression) on standardised
 features, the regularisation chosen on the run's dev split from a grid; the fitted coefficients, with the
 standardisation folded in, become the classifier layer, so the export is an ordinary checkpoint.
+Each feature's scale is floored at a tenth of the median scale: MiniLM has a feature that is constant to 1e-32,
+which plain standardisation gives a weight of 1e30 that any later change to the encoder (LP-FT's finetune,
+dropout) turns into noise.
 Seconds per run: one forward pass over the training and dev examples.
 """
 
@@ -18,7 +21,6 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from mixtune.errors import MixtuneError
@@ -26,6 +28,7 @@ from mixtune.heads import classifier_inputs, classifier_layer
 from mixtune.methods.base import Method, register
 from mixtune.train import FitContext
 
+SCALE_FLOOR = 0.1
 DEFAULT_GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]
 
 
@@ -40,9 +43,9 @@ class LinearProbeHyperparameters:
 
 
 def fit_linear(features: np.ndarray, labels: np.ndarray, strength: float, regression: bool, num_labels: int):
-    """(weight, bias) of a linear model on raw features: standardised fit, the scaling folded back in."""
-    scaler = StandardScaler().fit(features)
-    scaled = scaler.transform(features)
+    """(weight, bias) of a linear model on raw features: fitted on standardised ones, folded back in."""
+    mean, scale = feature_scales(features)
+    scaled = (features - mean) / scale
     if regression:
         model = Ridge(alpha=1.0 / strength).fit(scaled, labels)
         coef, intercept, classes = model.coef_[None, :], np.atleast_1d(model.intercept_), np.array([0])
@@ -55,9 +58,15 @@ def fit_linear(features: np.ndarray, labels: np.ndarray, strength: float, regres
             classes = classes[1:]
     weight = np.zeros((num_labels, features.shape[1]))
     bias = np.zeros(num_labels)
-    weight[classes] = coef / scaler.scale_
-    bias[classes] = intercept - (coef * scaler.mean_ / scaler.scale_).sum(axis=1)
+    weight[classes] = coef / scale
+    bias[classes] = intercept - (coef * mean / scale).sum(axis=1)
     return weight, bias
+
+
+def feature_scales(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation, the deviation floored at SCALE_FLOOR x the median one."""
+    std = features.std(axis=0)
+    return features.mean(axis=0), np.maximum(std, SCALE_FLOOR * max(float(np.median(std)), 1e-12))
 
 
 @torch.no_grad()

@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-import torch
 from torch import nn
 
-from mixtune.data.batching import make_loader
+from mixtune.device import active, model_device, set_rng_state, worker_devices
 from mixtune.methods.base import register
-from mixtune.methods.mixup_common import MixupMethod, reset_all_alpha
+from mixtune.methods.mixup_common import AlphaReset, MixupMethod
+from mixtune.mixup.diagnostics import summarize_search
 from mixtune.mixup.inject import set_alpha_trainable
-from mixtune.mixup.repeated import repeated_search
+from mixtune.mixup.repeated import SplitLoaders, repeated_search
 from mixtune.mixup.search_cache import SearchCache, search_key
 from mixtune.train import FitContext, train_loop
 
@@ -36,6 +36,9 @@ class MixupBLO(MixupMethod):
             self.search(model, ctx)
         else:
             self.cached_search(model, ctx, SearchCache(ctx.search_cache))
+        diagnostics = summarize_search(ctx.log["search"])
+        if diagnostics is not None:
+            ctx.log["alpha_diagnostics"] = diagnostics  # did alpha learn? (mixtune.mixup.diagnostics)
         set_alpha_trainable(model, False)
         result = train_loop(model, ctx.loader(), self, self.lr, self.epochs, ctx, desc="mixup-blo finetune")
         ctx.phase_times["finetune"] = result["seconds"]
@@ -45,18 +48,16 @@ class MixupBLO(MixupMethod):
     def search(self, model: nn.Module, ctx: FitContext) -> dict[str, Any]:
         """The repeated bi-level search; leaves the averaged state in `model`."""
         cfg = self.config
-
-        def loader(features: list[dict], seed: int):
-            return make_loader(features, ctx.tokenizer, cfg.train.batch_size, True, seed)
-
+        runtime = active()
         search = repeated_search(
             model,
             ctx.features,
-            loader,
+            SplitLoaders(ctx.tokenizer, cfg.train.batch_size),
             cfg.search,
             ctx.seed,
-            reset_alpha=lambda k: reset_all_alpha(model, cfg.mixup, ctx.seed * 1000 + k),
+            reset_alpha=AlphaReset(model, cfg.mixup, ctx.seed * 1000),
             progress=ctx.progress,
+            devices=None if runtime is None else worker_devices(runtime, cfg.search.workers),
         )
         ctx.phase_times["search"] = sum(s["seconds"] for s in search["splits"])
         ctx.log["search"] = search
@@ -73,7 +74,8 @@ class MixupBLO(MixupMethod):
                 ctx.log["search"] = {"cache_key": key, **search}
                 return
         model.load_state_dict(hit.state)
-        torch.set_rng_state(hit.rng_state)  # the finetune then draws what it would have after searching
+        # the finetune then draws what it would have after searching (on a GPU, from its generator too)
+        set_rng_state({"cpu": hit.rng_state, "cuda": hit.cuda_rng_state}, model_device(model))
         ctx.phase_times["search"] = hit.info["seconds"]  # the search's real cost, not the load's
         ctx.log["search"] = {"cached": key, "peak_memory_mb": hit.info["peak_memory_mb"], **hit.info["log"]}
         ctx.search_cached = True

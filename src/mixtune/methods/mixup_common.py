@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,20 @@ ALPHA_FILE = "alpha.safetensors"
 def reset_all_alpha(model: nn.Module, config: MixupConfig, seed: int, mean: float | None = None, std: float | None = None) -> None:
     generator = torch.Generator().manual_seed(seed)
     for _, layer in mixup_layers(model):
-        layer.reset_alpha(config.init_mean if mean is None else mean, config.init_std if std is None else std, generator)
+        layer.reset_alpha(config.init_center if mean is None else mean, config.init_std if std is None else std, generator)
+
+
+@dataclass
+class AlphaReset:
+    """`reset_alpha` for repeated_search: split k's alpha drawn with seed base_seed + k (picklable, so
+    search.workers can send it to worker processes along with the model it acts on)."""
+
+    model: nn.Module
+    config: MixupConfig
+    base_seed: int
+
+    def __call__(self, k: int) -> None:
+        reset_all_alpha(self.model, self.config, self.base_seed + k)
 
 
 class MixupMethod(Method):

@@ -26,6 +26,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase, PrinterCallback, ProgressCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from mixtune.device import model_device
 from mixtune.errors import MixtuneError
 from mixtune.methods.base import Method, register
 from mixtune.models import resolve_model
@@ -94,7 +95,10 @@ class SetFit(Method):
 
         setfit.logging.set_verbosity_warning()
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        setfit_model = setfit.SetFitModel.from_pretrained(resolve_model(self.config.model), labels=labels)
+        # on the run's device; SetFit's own trainer (transformers') keeps its own precision (fp32)
+        setfit_model = setfit.SetFitModel.from_pretrained(
+            resolve_model(self.config.model), labels=labels, device=str(model_device(model))
+        )
         dataset = datasets.Dataset.from_dict({
             "text": [token_text(ctx.tokenizer, f["input_ids"]) for f in ctx.features],
             "label": [f["labels"] for f in ctx.features],

@@ -2,12 +2,16 @@
 
 lower level: the task weights W (every trainable parameter except alpha) minimise the loss on D_tr;
 upper level: alpha minimises the loss on D_val of the model with those W. The two alternate:
-`unroll_steps` inner optimiser steps on D_tr batches, then one alpha step on a D_val batch.
+`unroll_steps` inner optimiser steps on D_tr batches, then one alpha step on a D_val batch (or, with
+search.outer_full_split, on the whole of D_val; with search.outer_dropout false, in eval mode).
+Every split records what mixtune.mixup.diagnostics measures (did alpha learn?).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -16,49 +20,142 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mixtune.config import SearchConfig
+from mixtune.device import rng_state as device_rng_state
+from mixtune.device import set_rng_state
+from mixtune.mixup.diagnostics import SearchDiagnostics
 from mixtune.mixup.inject import alpha_parameters, clamp_alpha, task_parameters
 from mixtune.optim import decay_groups, make_optimizer, make_schedule, steps_for
 from mixtune.train import batch_loss, cycle
 
 
-def first_order_hypergradient(model: nn.Module, val_batch: dict, alphas: list[nn.Parameter]) -> list[torch.Tensor]:
-    """grad_alpha L_val at the current task weights (DARTS first order)."""
-    return list(torch.autograd.grad(batch_loss(model, val_batch), alphas))
+@contextlib.contextmanager
+def dropout_mode(model: nn.Module, dropout: bool) -> Iterator[None]:
+    """Run the block with dropout on (train mode) or off (eval mode), then restore the model's mode."""
+    was_training = model.training
+    model.train(dropout)
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def mean_loss_gradients(
+    model: nn.Module, batches: dict | list[dict], params: list[nn.Parameter], allow_unused: bool = False
+) -> list[torch.Tensor | None]:
+    """Gradients of the mean loss over the examples of `batches` (one batch: plain autograd of its loss)."""
+    batches = [batches] if isinstance(batches, Mapping) else list(batches)
+    if len(batches) == 1:
+        return list(torch.autograd.grad(batch_loss(model, batches[0]), params, allow_unused=allow_unused))
+    sizes = [len(batch["input_ids"]) for batch in batches]
+    total: list[torch.Tensor | None] = [None] * len(params)
+    for batch, size in zip(batches, sizes):
+        grads = torch.autograd.grad(batch_loss(model, batch) * (size / sum(sizes)), params, allow_unused=allow_unused)
+        total = [t if g is None else (g if t is None else t + g) for t, g in zip(total, grads)]
+    return total
+
+
+def first_order_hypergradient(
+    model: nn.Module, val_batch: dict | list[dict], alphas: list[nn.Parameter]
+) -> list[torch.Tensor]:
+    """grad_alpha L_val at the current task weights (DARTS first order); L_val over one batch or several."""
+    return mean_loss_gradients(model, val_batch, alphas)
+
+
+@torch.no_grad()
+def adam_preconditioner(optimizer: torch.optim.Optimizer, weights: list[nn.Parameter]) -> list[torch.Tensor] | None:
+    """Adam's per-entry preconditioner P = 1 / (sqrt(v_hat) + eps) from the optimiser's state; None otherwise (SGD: P = 1).
+
+    v_hat is the bias-corrected second moment after the latest step, as AdamW's own update uses it. Entries with
+    no second moment yet (v = 0: the inner loss has never had a gradient there) get P = 0: the inner step cannot
+    move them through alpha, so they add nothing to the second-order term, and a 1 / eps there would swamp the
+    finite difference's direction.
+    """
+    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        return None
+    group_of = {id(p): group for group in optimizer.param_groups for p in group["params"]}
+    out = []
+    for weight in weights:
+        state = optimizer.state.get(weight, {})
+        if "exp_avg_sq" not in state or id(weight) not in group_of:
+            out.append(torch.zeros_like(weight))
+            continue
+        group = group_of[id(weight)]
+        correction = 1.0 - group["betas"][1] ** float(state["step"])
+        second = state["exp_avg_sq"]
+        precondition = 1.0 / ((second / correction).sqrt() + group["eps"])
+        out.append(torch.where(second > 0, precondition, torch.zeros_like(precondition)))
+    return out
 
 
 def finite_difference_hypergradient(
     model: nn.Module,
-    val_batch: dict,
+    val_batch: dict | list[dict],
     train_batch: dict,
     alphas: list[nn.Parameter],
     weights: list[nn.Parameter],
     xi: float,
+    preconditioner: list[torch.Tensor] | None = None,
+    val_dropout: bool = True,
 ) -> list[torch.Tensor]:
-    """DARTS second order: grad_alpha L_val - xi * [g+ - g-] / (2 eps), g± = grad_alpha L_tr(W ± eps v).
+    """DARTS second order for the one-step unroll W' = W - xi * P * grad_W L_tr(W, alpha):
 
-    v = grad_W L_val and eps = 0.01 / ||v||. W is the current (already stepped) task weights, and is
-    restored exactly afterwards. The two perturbed passes share one dropout mask (same RNG state).
+        grad_alpha L_val - xi * [g+ - g-] / (2 eps),   g± = grad_alpha L_tr(W ± eps d),   d = P * v,
+
+    v = grad_W L_val, eps = 0.01 / ||d||. P is the inner optimiser's preconditioner (adam_preconditioner: under
+    AdamW 1 / (sqrt(v_hat) + eps), with xi the inner lr; None = 1, the SGD unroll and textbook DARTS). Adam's
+    momentum is not unrolled (the step is taken as xi * P * gradient, as Betty's DARTS variant does).
+    W is the current (already stepped) task weights: saved before the perturbation and copied back after, so it
+    is restored bit for bit. The two perturbed passes share one dropout mask (same RNG state); the validation
+    pass runs without dropout when `val_dropout` is False.
     """
-    grads = torch.autograd.grad(batch_loss(model, val_batch), alphas + weights, allow_unused=True)
+    with dropout_mode(model, val_dropout):
+        grads = mean_loss_gradients(model, val_batch, alphas + weights, allow_unused=True)
     direct = list(grads[: len(alphas)])
     v = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads[len(alphas) :])]
-    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in v))
+    d = v if preconditioner is None else [p * g for p, g in zip(preconditioner, v)]
+    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in d))
     if norm == 0:
         return direct
     eps = 0.01 / norm.item()
-    rng_state = torch.get_rng_state()
+    device = weights[0].device if weights else None
+    rng_state = device_rng_state(device)  # the CPU's and, on a GPU, its generator (dropout there draws from it)
+    saved = [w.detach().clone() for w in weights]
 
     def perturbed_alpha_grad(scale: float) -> tuple[torch.Tensor, ...]:
         with torch.no_grad():
-            torch._foreach_add_(weights, v, alpha=scale)
-        torch.set_rng_state(rng_state)
+            for weight, original, step in zip(weights, saved, d):
+                weight.copy_(original).add_(step, alpha=scale)
+        set_rng_state(rng_state, device)
         return torch.autograd.grad(batch_loss(model, train_batch), alphas)
 
-    plus = perturbed_alpha_grad(eps)
-    minus = perturbed_alpha_grad(-2 * eps)
-    with torch.no_grad():
-        torch._foreach_add_(weights, v, alpha=eps)
-    return [d - xi * (p - m) / (2 * eps) for d, p, m in zip(direct, plus, minus)]
+    try:
+        plus = perturbed_alpha_grad(eps)
+        minus = perturbed_alpha_grad(-eps)
+    finally:
+        with torch.no_grad():
+            for weight, original in zip(weights, saved):
+                weight.copy_(original)
+    return [g - xi * (p - m) / (2 * eps) for g, p, m in zip(direct, plus, minus)]
+
+
+def schedule_sum(name: str, total_steps: int, warmup_ratio: float) -> float:
+    """The sum over `total_steps` optimiser steps of a schedule's lr multipliers (what lr x this adds up to)."""
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = make_schedule(probe, name, total_steps, warmup_ratio)
+    total = 0.0
+    for _ in range(total_steps):
+        total += probe.param_groups[0]["lr"]
+        probe.step()
+        schedule.step()
+    return total
+
+
+def inner_optimizer(
+    named_weights: list[tuple[str, nn.Parameter]], config: SearchConfig, total_steps: int
+) -> tuple[torch.optim.Optimizer, Any]:
+    """The search's lower-level optimiser and schedule (shared with soup-start, which runs the same inner steps)."""
+    optimizer = make_optimizer(decay_groups(named_weights, config.inner_weight_decay), config.inner_lr)
+    return optimizer, make_schedule(optimizer, config.inner_scheduler, total_steps, config.warmup_ratio)
 
 
 def bilevel_search(
@@ -75,13 +172,16 @@ def bilevel_search(
     weights = [p for _, p in named_weights]
     for alpha in alphas:
         alpha.requires_grad_(True)
-    inner_opt = make_optimizer(decay_groups(named_weights, config.inner_weight_decay), config.inner_lr)
-    outer_opt = torch.optim.AdamW(alphas, lr=config.alpha_lr, weight_decay=config.alpha_weight_decay)
     total_inner = steps_for(config.epochs, len(train_loader))
     total_outer = -(-total_inner // config.unroll_steps)
-    inner_schedule = make_schedule(inner_opt, config.inner_scheduler, total_inner, config.warmup_ratio)
+    inner_opt, inner_schedule = inner_optimizer(named_weights, config, total_inner)
+    multipliers = schedule_sum(config.alpha_scheduler, total_outer, config.warmup_ratio)
+    alpha_lr = config.alpha_lr if config.alpha_lr_sum is None else config.alpha_lr_sum / max(multipliers, 1e-12)
+    outer_opt = torch.optim.AdamW(alphas, lr=alpha_lr, weight_decay=config.alpha_weight_decay)
     outer_schedule = make_schedule(outer_opt, config.alpha_scheduler, total_outer, config.warmup_ratio)
     val_batches = cycle(val_loader)
+    whole_val = list(val_loader) if config.outer_full_split else None
+    diagnostics = SearchDiagnostics(model)
     model.train()
     started = time.perf_counter()
     inner_losses, outer_losses = [], []
@@ -90,12 +190,17 @@ def bilevel_search(
             inner_losses.append(_inner_step(model, batch, weights, inner_opt, config.inner_max_grad_norm))
             inner_schedule.step()
             if (step + 1) % config.unroll_steps == 0 or step + 1 == total_inner:
-                val_batch = next(val_batches)
+                val_batch = whole_val if whole_val is not None else next(val_batches)
                 if config.hypergradient == "finite-difference":
                     xi = config.fd_xi if config.fd_xi is not None else inner_opt.param_groups[0]["lr"]
-                    hyper = finite_difference_hypergradient(model, val_batch, batch, alphas, weights, xi)
+                    precondition = adam_preconditioner(inner_opt, weights) if config.fd_precondition else None
+                    hyper = finite_difference_hypergradient(
+                        model, val_batch, batch, alphas, weights, xi, precondition, config.outer_dropout
+                    )
                 else:
-                    hyper = first_order_hypergradient(model, val_batch, alphas)
+                    with dropout_mode(model, config.outer_dropout):
+                        hyper = first_order_hypergradient(model, val_batch, alphas)
+                diagnostics.add(hyper)
                 for alpha, grad in zip(alphas, hyper):
                     alpha.grad = grad
                 outer_opt.step()
@@ -109,6 +214,9 @@ def bilevel_search(
         "alpha_steps": total_outer,
         "final_inner_loss": sum(inner_losses[-10:]) / len(inner_losses[-10:]),
         "seconds": time.perf_counter() - started,
+        "alpha_lr": alpha_lr,
+        "alpha_lr_sum": alpha_lr * multipliers,
+        "diagnostics": diagnostics.result(),
     }
 
 

@@ -71,9 +71,9 @@ def inject_mixup(model: nn.Module, config: MixupConfig | None = None, generator:
             "set mixup.target_modules to names printed by model.named_modules()"
         )
     for name in names:
-        layer = MixupLinear(model.get_submodule(name), config.rank, config.form, config.init_mean, config.init_std)
+        layer = MixupLinear.from_config(model.get_submodule(name), config)
         if generator is not None:
-            layer.reset_alpha(config.init_mean, config.init_std, generator)
+            layer.reset_alpha(config.init_center, config.init_std, generator)
         _set_submodule(model, name, layer)
     return model
 

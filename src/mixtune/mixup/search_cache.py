@@ -6,7 +6,8 @@ the seed, the mixup and search configs, the batch size and max length; not on tr
 A sha256 over exactly those is the key. An entry is two files:
 
     <key>.safetensors   the model's state_dict after repeated_search (every tensor), and the torch RNG
-                        state at that moment (so the finetune that follows draws the same dropout masks)
+                        state at that moment, the GPU's too when it ran on one (so the finetune that
+                        follows draws the same dropout masks)
     <key>.json          what was hashed, the search's log and seconds, the peak memory when it ended
 
 Both are written to a temporary name and renamed (the JSON first: a present .safetensors means a whole
@@ -32,9 +33,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mixtune.config import RunConfig
+from mixtune.device import model_device, rng_state
 
-CACHE_FORMAT = 1  # bump when the search's code changes what it produces: old entries are then never hit
+# Bump when the search's code changes what it produces: old entries are then never hit.
+# 2: each split draws its dropout from its own seed, and the RNG state after the search is the one before it
+#    (so the K splits can run in parallel processes: search.workers).
+CACHE_FORMAT = 2
 RNG_STATE = "__mixtune_torch_rng_state__"  # the reserved tensor name of the RNG state in the safetensors file
+CUDA_RNG_STATE = "__mixtune_cuda_rng_state__"  # and of the GPU's, for a search that ran on one
 MODEL_CONFIG_IGNORED = ("_name_or_path", "transformers_version")  # where the model lives, not what it is
 
 
@@ -50,13 +56,40 @@ def search_key(model: nn.Module, features: list[dict], config: RunConfig, seed: 
         "features_sha256": features_sha256(features),
         "examples": len(features),
         "seed": seed,
-        "mixup": asdict(config.mixup),
-        "search": asdict(config.search),
+        "mixup": keyed_settings(config.mixup),
+        "search": keyed_settings(config.search),
         "batch_size": config.train.batch_size,
         "max_length": config.train.max_length,
     }
+    device = model_device(model)
+    if device.type != "cpu":  # a GPU computes slightly differently: its own entries (CPU keys as before)
+        inputs["device"] = f"{device.type}: {torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}"
+    if config.precision != "fp32":
+        inputs["precision"] = config.precision
     text = json.dumps(inputs, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest(), json.loads(text)
+
+
+# Options added after CACHE_FORMAT 1 whose default leaves the search as it was: left out of the key at their
+# default, so the searches cached before them stay valid (the released mixup is unchanged).
+ADDED_OPTIONS = ("granularity", "init_share", "alpha_lr_sum", "outer_full_split", "outer_dropout", "workers")
+
+
+def keyed_settings(section: Any) -> dict[str, Any]:
+    """A mixup or search config as the key sees it: every field, except added options at their defaults.
+
+    fd_precondition (and the bit-exact restore that came with it) changes finite-difference searches, so it is
+    keyed whenever the hypergradient is finite-difference, and left out when it has no effect (first order).
+    """
+    values = asdict(section)
+    defaults = asdict(type(section)())
+    for name in ADDED_OPTIONS:
+        if name in values and values[name] == defaults[name]:
+            del values[name]
+    if values.get("hypergradient") == "first-order":
+        values.pop("fd_precondition", None)
+    values.pop("workers", None)  # how many processes ran the splits, not what they computed
+    return values
 
 
 def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
@@ -84,6 +117,7 @@ class CachedSearch:
     state: dict[str, torch.Tensor]
     rng_state: torch.Tensor
     info: dict[str, Any]
+    cuda_rng_state: torch.Tensor | None = None  # the GPU generator's, when the search ran on one
 
 
 @dataclass
@@ -112,7 +146,8 @@ class SearchCache:
             return None
         state = load_file(str(self.state_path(key)))
         rng_state = state.pop(RNG_STATE)
-        return CachedSearch(state, rng_state, json.loads(self.info_path(key).read_text()))
+        cuda_rng_state = state.pop(CUDA_RNG_STATE, None)
+        return CachedSearch(state, rng_state, json.loads(self.info_path(key).read_text()), cuda_rng_state)
 
     def save(self, key: str, model: nn.Module, inputs: dict[str, Any], log: dict[str, Any], seconds: float) -> None:
         """Store the model's current state and RNG state with the search's log, atomically."""
@@ -125,7 +160,8 @@ class SearchCache:
             "log": log,
         }
         tensors = {name: value.detach().cpu().contiguous().clone() for name, value in model.state_dict().items()}
-        tensors[RNG_STATE] = torch.get_rng_state()
+        for name, value in rng_state(model_device(model)).items():
+            tensors[CUDA_RNG_STATE if name == "cuda" else RNG_STATE] = value
         _atomic_write(self.info_path(key), lambda tmp: tmp.write_text(json.dumps(info, indent=1)))
         _atomic_write(self.state_path(key), lambda tmp: save_file(tensors, str(tmp)))
 

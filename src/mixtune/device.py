@@ -1,0 +1,207 @@
+"""Where a run computes and in what precision: every device and mixed-precision concern lives here.
+
+    device:    auto (CUDA when torch sees a GPU, else the CPU) | cpu | cuda (the current GPU) | cuda:N
+    precision: fp32 | bf16 (autocast to bfloat16, on the CPU or a GPU) | fp16 (autocast to float16 with a
+               gradient scaler; CUDA only)
+
+Methods never handle devices. run.run resolves the run's Runtime, moves the model to its device and
+activates it for the run; the shared loop (mixtune.train) then
+- moves each batch to the model's device and runs the forward pass under autocast (batch_loss),
+- scales the loss for fp16 and unscales the gradients before the method's gradient hook, clipping and the
+  optimiser step, which the scaler skips when the fp16 gradients overflowed (GradStep).
+Evaluation and prediction run under the same autocast; the export check in fp32 (full_precision).
+The bi-level search and CHILD-TUNING_D's Fisher pass take raw gradients (autograd.grad, per-tensor
+clipping), which a loss scaler does not cover: under fp16 they run in fp32, under bf16 in bf16.
+
+Plain torch.amp, not accelerate: the loop needs its own hooks between backward and the optimiser step
+(masks, DPS's stages, divergence checks), the search differentiates with autograd.grad, and methods
+replace modules of the model mid-run (mixup, mixout, peft, merging); Accelerator's prepared optimiser,
+wrapped model and process-wide state fit none of that, and a run uses one device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from mixtune.errors import MixtuneError
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda|cuda:\d+")
+PRECISIONS = ("fp32", "bf16", "fp16")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# --- choosing ---------------------------------------------------------------------------------------
+def resolve_device(spec: str = "auto") -> torch.device:
+    """The torch device a device setting names; a GPU that is not there is the one-line error."""
+    if not DEVICE_PATTERN.fullmatch(spec):
+        raise MixtuneError(f"config key 'device' is {spec!r}: choose auto, cpu, cuda or cuda:N")
+    if spec == "cpu" or (spec == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise MixtuneError(f"device {spec} asked for, but torch {torch.__version__} ({build}) sees no CUDA GPU here: pass --device cpu or auto")
+    count = torch.cuda.device_count()
+    index = torch.cuda.current_device() if spec in ("auto", "cuda") else int(spec.partition(":")[2])
+    if index >= count:
+        raise MixtuneError(f"device {spec} asked for, but this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}: pick one of those")
+    return torch.device("cuda", index)
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision not in PRECISIONS:
+        raise MixtuneError(f"config key 'precision' is {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise MixtuneError(f"precision fp16 needs a CUDA GPU (this run's device is {device}): use bf16 or fp32 on the CPU")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise MixtuneError(f"precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16 support: use fp16 or fp32")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A run's device and precision."""
+
+    device: torch.device
+    precision: str = "fp32"
+    pinned: bool = False  # the setting named one GPU (cuda:N): parallel search workers stay on it
+
+    @classmethod
+    def resolve(cls, device: str = "auto", precision: str = "fp32") -> Runtime:
+        """From the config's settings, checked: an absent GPU or an unsupported precision is the one-line error."""
+        resolved = resolve_device(device)
+        check_precision(precision, resolved)
+        return cls(resolved, precision, pinned=device.startswith("cuda:"))
+
+    def autocast(self, scaled: bool = True) -> contextlib.AbstractContextManager:
+        """Autocast for a forward pass. fp16 only where `scaled` (a scaled backward follows, or none at all)."""
+        if self.precision == "fp32" or (self.precision == "fp16" and not scaled):
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
+
+    def place(self, model: nn.Module) -> nn.Module:
+        """The model on this device (a no-op for what is already there: modules a method added are moved)."""
+        return model.to(self.device)
+
+    def describe(self) -> dict[str, Any]:
+        """The run record's "device" entry."""
+        described = {"device": str(self.device), "precision": self.precision}
+        if self.device.type == "cuda":
+            described["gpu"] = torch.cuda.get_device_name(self.device)
+        return described
+
+
+_ACTIVE: Runtime | None = None
+
+
+@contextlib.contextmanager
+def activated(runtime: Runtime) -> Iterator[Runtime]:
+    """Make `runtime` the one the shared loop, evaluation and the search use, for the block."""
+    global _ACTIVE
+    previous, _ACTIVE = _ACTIVE, runtime
+    if runtime.device.type == "cuda":
+        torch.cuda.set_device(runtime.device)  # the GPU that default allocations and the current RNG mean
+    try:
+        yield runtime
+    finally:
+        _ACTIVE = previous
+
+
+def active() -> Runtime | None:
+    """The activated runtime, or None (plain fp32 wherever the model is: the Python API on one's own model)."""
+    return _ACTIVE
+
+
+@contextlib.contextmanager
+def full_precision() -> Iterator[None]:
+    """fp32 for the block, on the same device (the export check compares the export, not the precision)."""
+    runtime = active()
+    if runtime is None or runtime.precision == "fp32":
+        yield
+        return
+    with activated(Runtime(runtime.device, "fp32", runtime.pinned)):
+        yield
+
+
+# --- using ------------------------------------------------------------------------------------------
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's weights are (the CPU for a model with none)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The batch's tensors on `device` (the same tensors when they are there already)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def forward_context(scaled: bool = True) -> contextlib.AbstractContextManager:
+    """The active runtime's autocast (see Runtime.autocast); nothing without one."""
+    runtime = active()
+    return contextlib.nullcontext() if runtime is None else runtime.autocast(scaled)
+
+
+class GradStep:
+    """Backward, unscale, step for one optimiser: through a GradScaler under fp16, plainly otherwise.
+
+    Under fp16 `unscale()` returns False when a gradient overflowed: the loop then leaves the method's
+    hooks out, and `step()` skips the optimiser step and lowers the scale (torch.amp's dynamic scaling).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, runtime: Runtime | None = None) -> None:
+        self.optimizer = optimizer
+        fp16 = runtime is not None and runtime.precision == "fp16"
+        self.scaler = torch.amp.GradScaler(runtime.device.type) if fp16 else None
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def unscale(self) -> bool:
+        """Gradients back at their true scale; whether they are all finite (always True without fp16)."""
+        if self.scaler is None:
+            return True
+        self.scaler.unscale_(self.optimizer)
+        grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        return not grads or bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+
+    def step(self) -> None:
+        if self.scaler is None:
+            self.optimizer.step()
+            return
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+
+# --- random state -------------------------------------------------------------------------------------
+def rng_state(device: torch.device | None = None) -> dict[str, torch.Tensor]:
+    """The CPU generator's state and, when `device` is a GPU, that GPU's (dropout on CUDA draws from it)."""
+    state = {"cpu": torch.get_rng_state()}
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], device: torch.device | None = None) -> None:
+    """Restore what rng_state saved; the CUDA part onto `device` (a CPU device or None leaves CUDA alone)."""
+    torch.set_rng_state(state["cpu"])
+    if state.get("cuda") is not None and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def worker_devices(runtime: Runtime, workers: int) -> list[torch.device]:
+    """The device of each of `workers` processes: the visible GPUs in turn when the run's setting left the
+    GPU to mixtune (auto or cuda, not cuda:N) and there are several, else the run's device for all (CPU
+    processes share the cores)."""
+    device = runtime.device
+    if device.type == "cuda" and not runtime.pinned and torch.cuda.device_count() > 1:
+        count = torch.cuda.device_count()
+        return [torch.device("cuda", (device.index + i) % count) for i in range(workers)]
+    return [device] * workers

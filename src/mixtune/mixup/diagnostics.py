@@ -1,0 +1,129 @@
+"""Did alpha learn? What a search records about alpha, and the summary over K splits (issue #12).
+
+Three measurements, per split, recorded in the search log and summarised in the run record
+(log.alpha_diagnostics; the benchmark's alpha_summary adds the per-layer values):
+
+- the pretrained share per entry, coef_W0 / (coef_W + coef_W0) (MixupLinear.pretrained_share), at the start
+  and the end of the search;
+- the distance alpha travelled from its start: the mean over weight entries of |share_end - share_start|
+  (per layer and over all layers), and the root mean square change of the alpha parameters themselves;
+- the hypergradient's signal-to-noise ratio: per alpha parameter, |mean| / std of its hypergradient over the
+  split's alpha steps; the median over parameters. Pure noise over T steps gives a median of about
+  0.674 / sqrt(T) (the recorded `snr_noise`): a ratio near that means alpha followed noise.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+import torch
+from torch import nn
+
+from mixtune.mixup.inject import mixup_layers
+
+NOISE_MEDIAN = 0.6745  # the median of |N(0, 1)|
+
+
+class SearchDiagnostics:
+    """Started before a split's search (alpha at its start), fed every hypergradient, read at the end."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.layers = list(mixup_layers(model))
+        self.start = {name: [p.detach().clone() for p in layer.alpha_parameters()] for name, layer in self.layers}
+        self.sums: dict[str, list[torch.Tensor]] = {
+            name: [torch.zeros_like(p, dtype=torch.float64) for p in params] for name, params in self.start.items()
+        }
+        self.squares = {name: [s.clone() for s in sums] for name, sums in self.sums.items()}
+        self.steps = 0
+
+    @torch.no_grad()
+    def add(self, hypergradient: list[torch.Tensor | None]) -> None:
+        """One alpha step's hypergradient, in alpha_parameters(model) order (the layers' order)."""
+        grads = iter(hypergradient)
+        for name, _ in self.layers:
+            for total, square in zip(self.sums[name], self.squares[name]):
+                grad = next(grads)
+                if grad is not None:
+                    g = grad.detach().double().to(total.device)
+                    total.add_(g)
+                    square.add_(g * g)
+        self.steps += 1
+
+    @torch.no_grad()
+    def result(self) -> dict[str, Any]:
+        """Per layer and over all layers: start and end share, share travel, parameter travel, hypergradient SNR."""
+        layers, ratios = {}, []
+        share_sum = start_sum = travel_sum = entries = 0.0
+        square_change = parameters = 0.0
+        for name, layer in self.layers:
+            end = layer.pretrained_share().double()
+            start = layer.pretrained_share(*self.start[name]).double()
+            travel = (end - start).abs()
+            layer_ratios = self._ratios(name)
+            ratios.append(layer_ratios)
+            layers[name] = {
+                "share": round(end.mean().item(), 6),
+                "share_start": round(start.mean().item(), 6),
+                "travel": round(travel.mean().item(), 6),
+                "snr": _median(layer_ratios),
+            }
+            share_sum += end.sum().item()
+            start_sum += start.sum().item()
+            travel_sum += travel.sum().item()
+            entries += end.numel()
+            for param, first in zip(layer.alpha_parameters(), self.start[name]):
+                square_change += (param.detach().double() - first.double()).pow(2).sum().item()
+                parameters += param.numel()
+        return {
+            "alpha_steps": self.steps,
+            "share": round(share_sum / max(entries, 1), 6),
+            "share_start": round(start_sum / max(entries, 1), 6),
+            "share_travel": round(travel_sum / max(entries, 1), 6),
+            "param_travel_rms": round(math.sqrt(square_change / max(parameters, 1)), 6),
+            "hypergradient_snr": _median(torch.cat(ratios)) if ratios else None,
+            "snr_noise": round(NOISE_MEDIAN / math.sqrt(self.steps), 4) if self.steps else None,
+            "layers": layers,
+        }
+
+    def _ratios(self, name: str) -> torch.Tensor:
+        """|mean| / sample std of every alpha entry's hypergradient over the steps (entries with std 0 left out)."""
+        if self.steps < 2:
+            return torch.empty(0, dtype=torch.float64)
+        out = []
+        for total, square in zip(self.sums[name], self.squares[name]):
+            mean = total / self.steps
+            var = ((square - self.steps * mean * mean) / (self.steps - 1)).clamp_min(0.0)
+            std = var.sqrt()
+            keep = std > 0
+            out.append((mean.abs()[keep] / std[keep]).flatten().cpu())
+        return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
+
+
+def _median(values: torch.Tensor) -> float | None:
+    return round(values.median().item(), 4) if values.numel() else None
+
+
+def summarize_search(search_log: dict[str, Any]) -> dict[str, Any] | None:
+    """The splits' diagnostics, averaged over splits (per layer too), with the alpha lr sum; None without any
+    (a search cached before the diagnostics existed)."""
+    splits = [s for s in search_log.get("splits", []) if s.get("diagnostics")]
+    if not splits:
+        return None
+    diagnostics = [s["diagnostics"] for s in splits]
+    summary: dict[str, Any] = {"splits": len(splits)}
+    for key in ("share", "share_start", "share_travel", "param_travel_rms", "hypergradient_snr", "snr_noise", "alpha_steps"):
+        summary[key] = _mean([d.get(key) for d in diagnostics])
+    summary["alpha_lr_sum"] = _mean([s.get("alpha_lr_sum") for s in splits])
+    names = list(diagnostics[0]["layers"])
+    summary["layers"] = {
+        name: {k: _mean([d["layers"].get(name, {}).get(k) for d in diagnostics]) for k in ("share", "travel", "snr")}
+        for name in names
+    }
+    return summary
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.fmean(present), 6) if present else None
