@@ -74,8 +74,10 @@ def test_first_order_hypergradient_equals_plain_autograd():
     assert all(torch.allclose(o, a.grad) for o, a in zip(ours, alphas))
 
 
-def exact_second_order(model, val_batch, train_batch, xi):
-    """grad_a L_val - xi * d/da [grad_W L_tr . v], v = grad_W L_val, by torch.func (no finite differences)."""
+def exact_second_order(model, val_batch, train_batch, xi, preconditioner=None):
+    """grad_a L_val - xi * d/da [grad_W L_tr . (P * v)], v = grad_W L_val, by torch.func (no finite differences).
+
+    P: one tensor per task parameter (Adam's 1 / (sqrt(v_hat) + eps)); None = 1 (plain SGD unroll)."""
     names_a = [n for n, p in model.named_parameters() if n.endswith(("alpha_a", "alpha_b"))]
     names_w = [n for n, _ in task_parameters(model)]
     params = dict(model.named_parameters())
@@ -88,8 +90,9 @@ def exact_second_order(model, val_batch, train_batch, xi):
     weights = {n: params[n].detach() for n in names_w}
     direct = grad(loss, argnums=0)(alpha, weights, val_batch)
     v = grad(loss, argnums=1)(alpha, weights, val_batch)
-    # d/dW [grad_a L_tr(a, W)] applied to v: a forward-mode derivative of the alpha gradient along v
-    _, mixed = jvp(lambda w: grad(loss, argnums=0)(alpha, w, train_batch), (weights,), (v,))
+    tangent = v if preconditioner is None else {n: p * v[n] for n, p in zip(names_w, preconditioner)}
+    # d/dW [grad_a L_tr(a, W)] applied to P * v: a forward-mode derivative of the alpha gradient along it
+    _, mixed = jvp(lambda w: grad(loss, argnums=0)(alpha, w, train_batch), (weights,), (tangent,))
     return [direct[n] - xi * mixed[n] for n in names_a]
 
 

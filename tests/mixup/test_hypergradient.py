@@ -2,13 +2,11 @@
 
 import pytest
 import torch
-from torch.func import functional_call, grad, jvp
 
-from mixtune.config import MixupConfig, SearchConfig
+from mixtune.config import SearchConfig
 from mixtune.mixup import (
     alpha_parameters,
     bilevel_search,
-    inject_mixup,
     mixup_layers,
     task_parameters,
 )
@@ -21,36 +19,12 @@ from mixtune.mixup.bilevel import (
     mean_loss_gradients,
     schedule_sum,
 )
-from tests.conftest import tiny_batch, tiny_bert
-
-
-def mixup_bert(dtype=torch.float32, **mixup):
-    model = tiny_bert(dtype=dtype)
-    inject_mixup(model, MixupConfig(**mixup))
-    return model
+from tests.conftest import tiny_batch
+from tests.mixup.test_bilevel import exact_second_order, mixup_bert
 
 
 def flat(tensors):
     return torch.cat([t.flatten() for t in tensors])
-
-
-def exact_preconditioned_second_order(model, val_batch, train_batch, xi, preconditioner):
-    """grad_a L_val - xi * d/da [grad_W L_tr . (P * v)], v = grad_W L_val, by torch.func (no finite differences)."""
-    names_a = [n for n, _ in model.named_parameters() if n.endswith(("alpha_a", "alpha_b"))]
-    names_w = [n for n, _ in task_parameters(model)]
-    params = dict(model.named_parameters())
-    buffers = dict(model.named_buffers())
-
-    def loss(alpha, weights, batch):
-        return functional_call(model, ({**alpha, **weights}, buffers), args=(), kwargs=batch).loss
-
-    alpha = {n: params[n].detach() for n in names_a}
-    weights = {n: params[n].detach() for n in names_w}
-    direct = grad(loss, argnums=0)(alpha, weights, val_batch)
-    v = grad(loss, argnums=1)(alpha, weights, val_batch)
-    tangent = {n: p * v[n] for n, p in zip(names_w, preconditioner)}
-    _, mixed = jvp(lambda w: grad(loss, argnums=0)(alpha, w, train_batch), (weights,), (tangent,))
-    return [direct[n] - xi * mixed[n] for n in names_a]
 
 
 def unmasked_adam_preconditioner(optimizer, weights):
@@ -95,7 +69,7 @@ def test_preconditioned_finite_difference_matches_the_exact_second_order_term():
         model, val_batch, train_batch, alphas, weights, xi, adam_preconditioner(optimizer, weights)
     )
     assert all(torch.equal(a, b) for a, b in zip(before, weights)), "W must be restored bit for bit"
-    exact = flat(exact_preconditioned_second_order(model, val_batch, train_batch, xi, unmasked_adam_preconditioner(optimizer, weights)))
+    exact = flat(exact_second_order(model, val_batch, train_batch, xi, unmasked_adam_preconditioner(optimizer, weights)))
     first = flat(first_order_hypergradient(model, val_batch, alphas))
     # stated tolerance: relative error 1e-3 (central differences, eps = 0.01 / ||P v||, are O(eps^2) in float64);
     # the second-order term is at least a tenth of the whole, so the first-order answer would fail

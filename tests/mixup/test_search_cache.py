@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
-
-import pytest
 
 import mixtune.methods.mixup_blo as blo
 from mixtune.config import build_config
@@ -14,17 +10,6 @@ from mixtune.mixup.inject import inject_mixup
 from mixtune.mixup.search_cache import search_key
 from mixtune.run import run
 from tests.conftest import tiny_bert
-
-
-@pytest.fixture(scope="module")
-def dropout_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny BERT with dropout, so the finetune depends on the RNG state the search leaves behind."""
-    directory = tmp_path_factory.mktemp("tiny-bert-dropout")
-    shutil.copytree(tiny_model_dir, directory, dirs_exist_ok=True)
-    config = json.loads((directory / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
-    (directory / "config.json").write_text(json.dumps(config))
-    return directory
 
 
 def config_for(model_dir: Path, glue_dir: Path, **train):

@@ -3,8 +3,6 @@ device and threads), and a search whose functions cannot be sent to a worker say
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from pathlib import Path
 
@@ -15,17 +13,6 @@ from mixtune.errors import MixtuneError
 from mixtune.mixup.repeated import repeated_search
 from mixtune.run import run
 from tests.conftest import tiny_bert
-
-
-@pytest.fixture(scope="module")
-def dropout_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny BERT with dropout, so every split's result depends on the RNG state it draws from."""
-    directory = tmp_path_factory.mktemp("tiny-bert-dropout-workers")
-    shutil.copytree(tiny_model_dir, directory, dirs_exist_ok=True)
-    config = json.loads((directory / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
-    (directory / "config.json").write_text(json.dumps(config))
-    return directory
 
 
 def config_for(model_dir: Path, glue_dir: Path, workers: int):

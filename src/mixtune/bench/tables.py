@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 
@@ -152,8 +153,8 @@ def cost_table(runs: list[Run], methods: list[str], baseline: str) -> list[str]:
     return markdown_table(header, rows)
 
 
-def alpha_role_table(runs: list[Run], methods: list[str]) -> list[str]:
-    """Per method and module role: mean coefficient on W / on W0, over layers, tasks and seeds."""
+def per_role_table(runs: list[Run], methods: list[str], cell: Callable[[list[dict]], str]) -> list[str]:
+    """Methods x module roles of the learned alpha; `cell` turns one role's per-layer rows into a cell."""
     with_alpha = [m for m in methods if any(r.alpha for r in runs if r.method == m)]
     if not with_alpha:
         return []
@@ -161,16 +162,17 @@ def alpha_role_table(runs: list[Run], methods: list[str]) -> list[str]:
     rows = []
     for method in with_alpha:
         layers = [row for r in runs if r.method == method and r.alpha for row in r.alpha]
-        cells = []
-        for role in roles:
-            picked = [row for row in layers if row["role"] == role]
-            cells.append(
-                f"{np.mean([row['task_mean'] for row in picked]):.3f} / {np.mean([row['pretrained_mean'] for row in picked]):.3f}"
-                if picked
-                else DASH
-            )
-        rows.append([method, *cells])
+        picked = [[row for row in layers if row["role"] == role] for role in roles]
+        rows.append([method, *(cell(rows_of_role) if rows_of_role else DASH for rows_of_role in picked)])
     return markdown_table(["method", *roles], rows)
+
+
+def alpha_role_table(runs: list[Run], methods: list[str]) -> list[str]:
+    """Per method and module role: mean coefficient on W / on W0, over layers, tasks and seeds."""
+    return per_role_table(
+        runs, methods,
+        lambda picked: f"{np.mean([r['task_mean'] for r in picked]):.3f} / {np.mean([r['pretrained_mean'] for r in picked]):.3f}",
+    )
 
 
 def share_of(row: dict) -> float:
@@ -184,21 +186,12 @@ def share_of(row: dict) -> float:
 def alpha_share_table(runs: list[Run], methods: list[str]) -> list[str]:
     """Per method and module role: the mean pretrained share over layers, tasks and seeds, and (where the
     search recorded it) how far the share travelled from its start during the search."""
-    with_alpha = [m for m in methods if any(r.alpha for r in runs if r.method == m)]
-    if not with_alpha:
-        return []
-    roles = ordered(row["role"] for r in runs if r.alpha for row in r.alpha)
-    rows = []
-    for method in with_alpha:
-        layers = [row for r in runs if r.method == method and r.alpha for row in r.alpha]
-        cells = []
-        for role in roles:
-            picked = [row for row in layers if row["role"] == role]
-            travel = [row["share_travel"] for row in picked if row.get("share_travel") is not None]
-            text = f"{np.mean([share_of(row) for row in picked]):.3f}" if picked else DASH
-            cells.append(text + (f" (moved {np.mean(travel):.3f})" if travel else ""))
-        rows.append([method, *cells])
-    return markdown_table(["method", *roles], rows)
+
+    def cell(picked: list[dict]) -> str:
+        travel = [row["share_travel"] for row in picked if row.get("share_travel") is not None]
+        return f"{np.mean([share_of(row) for row in picked]):.3f}" + (f" (moved {np.mean(travel):.3f})" if travel else "")
+
+    return per_role_table(runs, methods, cell)
 
 
 def alpha_diagnostics_table(runs: list[Run], methods: list[str]) -> list[str]:
