@@ -73,14 +73,9 @@ def build_classifier(source: str, pooling: str, config: PretrainedConfig, pair_e
     return model
 
 
-def head_parameter_names(model: nn.Module) -> list[str]:
-    """Names of the task head's parameters (what is new, not pretrained)."""
-    return [name for name, _ in model.named_parameters() if is_head_parameter(name)]
-
-
 def is_head_parameter(name: str) -> bool:
-    parts = name.split(".")
-    return any(part in HEAD_MODULES for part in parts)
+    """Whether a parameter belongs to the task head (new, not pretrained)."""
+    return any(part in HEAD_MODULES for part in name.split("."))
 
 
 def load_exported(directory: str | Path) -> nn.Module:
