@@ -140,9 +140,10 @@ def _selection_section(runs: list[Run], tasks: list[str], methods: list[str], na
         text = "Test score of the checkpoint chosen on dev against the last step's, from the same runs."
         lines += ["### Checkpoint selection", "", text, "", *table, ""]
     curved = [m for m in methods if any(r.dev_curve for r in runs if r.method == m)]
+    curved_tasks = [t for t in tasks if any(r.dev_curve for r in runs if r.task == t)]
     if curved:
         file = f"dev_curves_{name}.png"
-        plots.dev_curve_plot(runs, tasks, curved, out / file, title)
+        plots.dev_curve_plot(runs, curved_tasks, curved, out / file, title)
         lines += [f"![dev curves](dev_curves_{name}.png)", ""]
     return lines
 
