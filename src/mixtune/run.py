@@ -23,7 +23,7 @@ from torch import nn
 
 from mixtune.config import RunConfig, save_yaml, validate
 from mixtune.data import load_task
-from mixtune.data.batching import clamp_max_length, encode, make_loader
+from mixtune.data.batching import by_length, clamp_max_length, encode, make_loader
 from mixtune.data.sampling import low_resource_indices
 from mixtune.device import Runtime, activated, full_precision, model_device
 from mixtune.errors import MixtuneError
@@ -131,7 +131,7 @@ def _run(
     train_features = encode(task.pool.subset(train_idx), tokenizer, max_length, regression)
     dev_examples = task.dev if task.dev is not None else task.pool.subset(dev_idx)
     eval_loader = lambda examples: make_loader(  # noqa: E731
-        encode(examples, tokenizer, max_length, regression), tokenizer, config.train.eval_batch_size, shuffle=False
+        by_length(encode(examples, tokenizer, max_length, regression)), tokenizer, config.train.eval_batch_size, shuffle=False
     )
 
     dev_features = encode(dev_examples, tokenizer, max_length, regression)

@@ -117,3 +117,12 @@ def test_unknown_extension_and_missing_file(tmp_path):
     (tmp_path / "x.parquet").write_text("x")
     with pytest.raises(MixtuneError, match="unknown extension"):
         read_table(tmp_path / "x.parquet")
+
+
+def test_evaluation_order_groups_by_length_and_keeps_every_example():
+    from mixtune.data.batching import by_length
+
+    features = [{"input_ids": [0] * n, "labels": n} for n in (5, 2, 9, 2, 7)]
+    ordered = by_length(features)
+    assert [len(f["input_ids"]) for f in ordered] == [2, 2, 5, 7, 9]
+    assert sorted(f["labels"] for f in ordered) == sorted(f["labels"] for f in features)

@@ -60,6 +60,11 @@ def position_offset(model: torch.nn.Module) -> int:
     return 0
 
 
+def by_length(features: list[dict]) -> list[dict]:
+    """Features in order of length: evaluation batches then pad little (metrics do not depend on order)."""
+    return sorted(features, key=lambda feature: len(feature["input_ids"]))
+
+
 def make_loader(
     features: list[dict], tokenizer: PreTrainedTokenizerBase, batch_size: int, shuffle: bool, seed: int = 0
 ) -> DataLoader:
