@@ -72,22 +72,27 @@ def batch_loss(model: nn.Module, batch: dict, scaled: bool = False) -> torch.Ten
     return loss
 
 
-DIVERGENCE_FACTOR = 100.0  # a running loss this many times its start means the run diverged
-LOSS_WINDOW = 10
+DIVERGENCE_FACTOR = 100.0  # a running loss this many times the first one means the run diverged
+LOSS_FLOOR = 0.1  # a start below this (a head that already fits) counts as this: noise is not divergence
+DIVERGENCE_WINDOW = 5
+LOSS_WINDOW = 10  # the final loss reported: the mean of the last 10 steps
 
 
 class DivergenceGuard:
-    """Fails the run when the running loss climbs far above where it started, or a weight is not finite."""
+    """Fails the run when the running loss climbs far above the first step's, or a weight is not finite.
+
+    The first loss is the model before any update: a short run (a dozen steps) is judged too.
+    """
 
     def __init__(self) -> None:
         self.losses: list[float] = []
 
     def add(self, loss: float) -> None:
         self.losses.append(loss)
-        start = sum(self.losses[:LOSS_WINDOW]) / min(len(self.losses), LOSS_WINDOW)
-        recent = self.losses[-LOSS_WINDOW:]
+        recent = self.losses[-DIVERGENCE_WINDOW:]
         running = sum(recent) / len(recent)
-        if len(self.losses) > LOSS_WINDOW and running > DIVERGENCE_FACTOR * max(start, 1e-3):
+        start = self.losses[0]
+        if len(self.losses) > 2 and running > DIVERGENCE_FACTOR * max(start, LOSS_FLOOR):
             raise TrainingDiverged(
                 f"training diverged (loss {running:.3g}, started at {start:.3g}): lower the learning rate"
             )

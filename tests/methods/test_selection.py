@@ -65,12 +65,25 @@ def test_report_last_step_keeps_the_last_weights_aside(tiny_model, tiny_tokenize
 
 def test_a_loss_far_above_its_start_is_divergence():
     guard = DivergenceGuard()
-    for _ in range(10):
-        guard.add(0.7)
-    guard.add(5.0)  # noisy but not diverged
+    for loss in [0.7, 0.6, 5.0, 0.5, 9.0]:  # noisy but not diverged
+        guard.add(loss)
     with pytest.raises(TrainingDiverged, match="lower the learning rate"):
-        for _ in range(10):
+        for _ in range(5):
             guard.add(1e4)
+
+
+def test_a_short_run_that_explodes_is_caught_at_once():
+    guard = DivergenceGuard()
+    guard.add(0.7)
+    guard.add(1e6)
+    with pytest.raises(TrainingDiverged, match=r"started at 0\.7"):
+        guard.add(1e6)
+
+
+def test_a_head_that_already_fits_is_not_judged_on_its_tiny_start():
+    guard = DivergenceGuard()
+    for loss in [0.001, 0.5, 2.0, 1.5, 3.0, 0.8]:  # lp-ft's finetune from a fitted probe, with dropout
+        guard.add(loss)
 
 
 def test_a_huge_learning_rate_fails_as_divergence(tiny_model, tiny_tokenizer):
