@@ -285,5 +285,6 @@ def selection_table(runs: list[Run], tasks: list[str], methods: list[str]) -> li
 
 
 def _selected_step(run: Run) -> float:
-    best = max(run.dev_curve, key=lambda point: point["dev"], default={"step": 0})
+    """The step best-dev selection kept: the last of the best dev scores (ties go to the later step)."""
+    best = max(reversed(run.dev_curve), key=lambda point: point["dev"], default={"step": 0})
     return best["step"]
