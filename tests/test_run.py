@@ -41,7 +41,7 @@ def test_methods_of_one_seed_share_the_training_subset(tiny_model_dir, glue_dir)
 
 def test_finetune_phase_keeps_alpha_fixed(tiny_model_dir, glue_dir, monkeypatch):
     """Capture alpha right after the search and compare with the exported alpha file."""
-    import mixtune.methods.mixup_blo as blo
+    import mixtune.methods.base as blo  # the finetune phase runs the shared loop through Method.finetune
 
     captured = {}
     original = blo.train_loop

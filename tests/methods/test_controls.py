@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-import mixtune.methods.mixup_blo as blo
+import mixtune.methods.base as base
 import mixtune.methods.soup_start as soup
 from mixtune.data.sampling import random_split
 from mixtune.errors import MixtuneError
@@ -16,16 +16,16 @@ def set_search(method, **values):
         setattr(method.config.search, key, value)
 
 
-def finetune_start(monkeypatch, module) -> dict:
-    """Spy on a method module's train_loop: the trainable state when the finetune phase starts."""
+def finetune_start(monkeypatch) -> dict:
+    """Spy on the shared loop that Method.finetune runs: the trainable state when the finetune phase starts."""
     seen = {}
-    original = module.train_loop
+    original = base.train_loop
 
     def spy(model, *args, **kwargs):
         seen.update({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
         return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(module, "train_loop", spy)
+    monkeypatch.setattr(base, "train_loop", spy)
     return seen
 
 
@@ -42,7 +42,7 @@ def test_soup_start_finetunes_from_the_mean_of_its_members(tiny_model, make_run,
         return log
 
     monkeypatch.setattr(soup, "inner_steps_only", member)
-    start = finetune_start(monkeypatch, soup)
+    start = finetune_start(monkeypatch)
     method.fit(tiny_model, ctx)
     assert len(members) == 3
     for name, value in start.items():
@@ -60,11 +60,11 @@ def test_soup_start_makes_exactly_mixup_blos_inner_steps(tiny_bert_dir, make_run
     from transformers import AutoModelForSequenceClassification
 
     states = {}
-    for name, module in (("mixup-blo", blo), ("soup-start", soup)):
+    for name in ("mixup-blo", "soup-start"):
         method, ctx = make_run(name, n=32, seed=1, epochs=1)
         set_search(method, splits=2, epochs=1, alpha_lr=0.0, outer_dropout=False)
         method.config.mixup.init_std = 0.0
-        states[name] = finetune_start(monkeypatch, module)
+        states[name] = finetune_start(monkeypatch)
         method.fit(AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir), ctx)
     mixed = {n.replace(".base_layer", ""): v for n, v in states["mixup-blo"].items()}
     assert set(mixed) == set(states["soup-start"])

@@ -67,8 +67,13 @@ class Method:
     # --- phases -------------------------------------------------------------------------------
     def fit(self, model: nn.Module, ctx: FitContext) -> nn.Module:
         """Train `model` on ctx's examples; the default is one run of the shared loop."""
-        model = self.prepare(model, ctx)
-        result = train_loop(model, ctx.loader(), self, self.lr, self.epochs, ctx, desc=f"{self.name} finetune")
+        return self.finetune(self.prepare(model, ctx), ctx)
+
+    def finetune(self, model: nn.Module, ctx: FitContext, total_steps: int | None = None) -> nn.Module:
+        """The finetune phase: one run of the shared loop at the method's lr and epochs, logged as "finetune"."""
+        result = train_loop(
+            model, ctx.loader(), self, self.lr, self.epochs, ctx, desc=f"{self.name} finetune", total_steps=total_steps
+        )
         ctx.phase_times["finetune"] = result["seconds"]
         ctx.log["finetune"] = result
         return model

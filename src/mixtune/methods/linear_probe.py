@@ -93,6 +93,13 @@ def fit_probe_head(model: nn.Module, ctx: FitContext, grid: list[float]) -> dict
     return {"chosen": chosen, "dev_scores": scores, "seconds": time.perf_counter() - started}
 
 
+def probe_phase(model: nn.Module, ctx: FitContext, grid: list[float]) -> nn.Module:
+    """fit_probe_head as a run phase: its log and wall time go into the run record as "probe"."""
+    ctx.log["probe"] = fit_probe_head(model, ctx, grid)
+    ctx.phase_times["probe"] = ctx.log["probe"]["seconds"]
+    return model
+
+
 @register
 class LinearProbe(Method):
     """A linear model on the frozen encoder's pooled features (no gradient steps)."""
@@ -106,6 +113,4 @@ class LinearProbe(Method):
         return {"grid": self.hp.grid}
 
     def fit(self, model: nn.Module, ctx: FitContext) -> nn.Module:
-        ctx.log["probe"] = fit_probe_head(model, ctx, self.hp.grid)
-        ctx.phase_times["probe"] = ctx.log["probe"]["seconds"]
-        return model
+        return probe_phase(model, ctx, self.hp.grid)

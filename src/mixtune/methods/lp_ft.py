@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from mixtune.methods.base import Method, register
-from mixtune.methods.linear_probe import DEFAULT_GRID, fit_probe_head
+from mixtune.methods.linear_probe import DEFAULT_GRID, probe_phase
 from mixtune.train import FitContext
 
 
@@ -19,6 +19,4 @@ class LPFT(Method):
     name = "lp-ft"
 
     def fit(self, model: nn.Module, ctx: FitContext) -> nn.Module:
-        ctx.log["probe"] = fit_probe_head(model, ctx, DEFAULT_GRID)
-        ctx.phase_times["probe"] = ctx.log["probe"]["seconds"]
-        return super().fit(model, ctx)
+        return super().fit(probe_phase(model, ctx, DEFAULT_GRID), ctx)

@@ -20,7 +20,7 @@ from mixtune.mixup.diagnostics import summarize_search
 from mixtune.mixup.inject import set_alpha_trainable
 from mixtune.mixup.repeated import SplitLoaders, repeated_search
 from mixtune.mixup.search_cache import SearchCache, search_key
-from mixtune.train import FitContext, train_loop
+from mixtune.train import FitContext
 
 
 @register
@@ -40,10 +40,7 @@ class MixupBLO(MixupMethod):
         if diagnostics is not None:
             ctx.log["alpha_diagnostics"] = diagnostics  # did alpha learn? (mixtune.mixup.diagnostics)
         set_alpha_trainable(model, False)
-        result = train_loop(model, ctx.loader(), self, self.lr, self.epochs, ctx, desc="mixup-blo finetune")
-        ctx.phase_times["finetune"] = result["seconds"]
-        ctx.log["finetune"] = result
-        return model
+        return self.finetune(model, ctx)
 
     def search(self, model: nn.Module, ctx: FitContext) -> dict[str, Any]:
         """The repeated bi-level search; leaves the averaged state in `model`."""

@@ -25,7 +25,7 @@ from mixtune.methods.base import Method, register
 from mixtune.mixup.bilevel import _inner_step, inner_optimizer
 from mixtune.mixup.repeated import SplitLoaders, keep_alpha, repeated_search
 from mixtune.optim import steps_for
-from mixtune.train import FitContext, cycle, train_loop
+from mixtune.train import FitContext, cycle
 
 
 def inner_steps_only(
@@ -75,7 +75,4 @@ class SoupStart(Method):
         )
         ctx.phase_times["search"] = sum(s["seconds"] for s in search["splits"])
         ctx.log["search"] = search
-        result = train_loop(model, ctx.loader(), self, self.lr, self.epochs, ctx, desc="soup-start finetune")
-        ctx.phase_times["finetune"] = result["seconds"]
-        ctx.log["finetune"] = result
-        return model
+        return self.finetune(model, ctx)

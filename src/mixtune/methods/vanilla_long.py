@@ -20,7 +20,7 @@ from mixtune.config import RunConfig
 from mixtune.data.sampling import first_part
 from mixtune.methods.base import Method, register
 from mixtune.optim import steps_for
-from mixtune.train import FitContext, train_loop
+from mixtune.train import FitContext
 
 
 def mixup_blo_steps(config: RunConfig, examples: int, finetune_epochs: float) -> dict[str, int]:
@@ -47,9 +47,4 @@ class VanillaLong(Method):
         model = self.prepare(model, ctx)
         budget = mixup_blo_steps(self.config, len(ctx.features), self.epochs)
         ctx.log["vanilla_long"] = budget
-        result = train_loop(
-            model, ctx.loader(), self, self.lr, self.epochs, ctx, desc="vanilla-long finetune", total_steps=budget["steps"]
-        )
-        ctx.phase_times["finetune"] = result["seconds"]
-        ctx.log["finetune"] = result
-        return model
+        return self.finetune(model, ctx, total_steps=budget["steps"])
