@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,8 +12,12 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from mixtune.cli import main
 from mixtune.config import build_config
+from mixtune.data import load_task
+from mixtune.data.batching import make_loader
+from mixtune.data.examples import TaskSpec
 from mixtune.mixup import mixup_layers
-from mixtune.run import run
+from mixtune.metrics import METRICS
+from mixtune.run import run, score_split
 
 
 def tiny_run_config(tiny_model_dir, glue_dir, method="mixup-blo", **extra):
@@ -29,9 +34,39 @@ def tiny_run_config(tiny_model_dir, glue_dir, method="mixup-blo", **extra):
 def test_same_seed_gives_bit_identical_metrics(tiny_model_dir, glue_dir):
     first = run(tiny_run_config(tiny_model_dir, glue_dir), progress=False, write=False)
     second = run(tiny_run_config(tiny_model_dir, glue_dir), progress=False, write=False)
-    assert first["metrics"] == second["metrics"]
+    assert first["metrics"] == second["metrics"] and first["predictions"] == second["predictions"]
     assert first["log"]["finetune"]["final_loss"] == second["log"]["finetune"]["final_loss"]
     assert first["indices"] == second["indices"]
+
+
+def test_record_holds_each_test_split_predictions_in_example_order(tiny_model_dir, glue_dir):
+    config = tiny_run_config(tiny_model_dir, glue_dir, method="vanilla")
+    record = run(config, progress=False, write=False)
+    predictions = record["predictions"]
+    assert set(predictions) == set(record["metrics"]) - {"dev"} == {"test"}
+    labels = load_task(config.data).tests["test"].labels
+    assert len(predictions["test"]) == len(labels) and all(type(p) is int for p in predictions["test"])
+    assert 100 * METRICS["accuracy"](predictions["test"], labels) == record["metrics"]["test"]["accuracy"]
+
+
+class LengthModel(torch.nn.Module):
+    """Predicts from the number of tokens alone (class 1 when longer than 4.5; value 4.5 - length)."""
+
+    def forward(self, input_ids, attention_mask, **_):
+        length = attention_mask.sum(dim=1, keepdim=True).float()
+        return SimpleNamespace(logits=torch.cat([4.5 - length, length - 4.5], dim=1))
+
+
+def test_split_predictions_come_back_in_example_order_though_batches_run_by_length(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    lengths = [7, 2, 5, 3]
+    features = [{"input_ids": [2] * n, "attention_mask": [1] * n, "labels": int(n > 4.5)} for n in lengths]
+    loader_of = lambda chosen: make_loader(chosen, tokenizer, 2, shuffle=False)  # noqa: E731
+    classes = TaskSpec("t", "classification", ["s"], ["short", "long"], ["accuracy"])
+    scores, predictions = score_split(LengthModel(), features, loader_of, classes)
+    assert predictions == [1, 0, 1, 0] and scores["accuracy"] == 100.0
+    values = TaskSpec("t", "regression", ["s"], None, ["pearson"])
+    assert score_split(LengthModel(), features, loader_of, values)[1] == [-2.5, 2.5, -0.5, 1.5]
 
 
 def test_methods_of_one_seed_share_the_training_subset(tiny_model_dir, glue_dir):

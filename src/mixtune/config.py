@@ -19,6 +19,10 @@ import yaml
 
 from mixtune.errors import MixtuneError
 
+# Sentence pairs: joint (a cross-encoder), separate (a bi-encoder over [u, v, |u - v|, u * v]) or cosine (a
+# bi-encoder scoring the cosine similarity of u and v); the last two need a pooled head (mixtune.heads).
+PAIR_ENCODINGS = ("joint", "separate", "cosine")
+
 
 @dataclass
 class TrainConfig:
@@ -114,7 +118,7 @@ class RunConfig:
     method: str = "mixup-blo"
     model: str | None = None  # None = the packaged all-MiniLM-L6-v2
     pooling: str = "auto"  # the head: auto (the backbone's own pooling), cls (the architecture's head), mean, max
-    pair_encoding: str | None = None  # sentence pairs: joint (cross-encoder) or separate (bi-encoder); None = the method's
+    pair_encoding: str | None = None  # sentence pairs: one of PAIR_ENCODINGS; None = the method's
     seed: int = 1
     output_dir: str | None = None
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N (mixtune.device)
@@ -258,8 +262,8 @@ CHOICES = {
 
 def validate(config: RunConfig) -> None:
     """Range and choice checks that types alone cannot express."""
-    if config.pair_encoding not in (None, "joint", "separate"):
-        raise MixtuneError(f"config key 'pair_encoding' is {config.pair_encoding!r}: choose joint or separate")
+    if config.pair_encoding not in (None, *PAIR_ENCODINGS):
+        raise MixtuneError(f"config key 'pair_encoding' is {config.pair_encoding!r}: choose one of {', '.join(PAIR_ENCODINGS)}")
     if config.pooling not in POOLING_CHOICES:
         raise MixtuneError(f"config key 'pooling' is {config.pooling!r}: choose one of {', '.join(POOLING_CHOICES)}")
     if not DEVICE_SETTING.fullmatch(config.device):

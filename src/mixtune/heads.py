@@ -62,8 +62,8 @@ def resolve_pooling(source: str, pooling: str) -> str:
 def build_classifier(source: str, pooling: str, config: PretrainedConfig, pair_encoding: str = "joint") -> nn.Module:
     """The pretrained encoder of `source` with a fresh head of the resolved pooling kind."""
     if pooling not in POOLED_HEADS:
-        if pair_encoding == "separate":
-            raise MixtuneError("pair_encoding separate needs a pooled head and this model has none: pass --pooling mean, or --pair-encoding joint")
+        if pair_encoding != "joint":
+            raise MixtuneError(f"pair_encoding {pair_encoding} needs a pooled head and this model has none: pass --pooling mean, or --pair-encoding joint")
         return AutoModelForSequenceClassification.from_pretrained(source, config=config)
     config.mixtune_pooling = pooling
     config.mixtune_pair_encoding = pair_encoding
@@ -71,6 +71,11 @@ def build_classifier(source: str, pooling: str, config: PretrainedConfig, pair_e
     model = PooledModelForSequenceClassification(config, backbone=backbone)
     model.register_for_auto_class("AutoModelForSequenceClassification")  # export writes auto_map + this file
     return model
+
+
+def pair_encoding_of(model: nn.Module) -> str:
+    """How the model encodes sentence pairs (joint for every architecture's own head)."""
+    return getattr(getattr(model, "config", None), "mixtune_pair_encoding", "joint")
 
 
 def is_head_parameter(name: str) -> bool:

@@ -57,10 +57,24 @@ def to_predictions(spec: TaskSpec, logits: np.ndarray) -> np.ndarray:
     return logits[:, 0] if spec.kind == "regression" else logits.argmax(axis=-1)
 
 
-def evaluate(model: nn.Module, loader: DataLoader, spec: TaskSpec) -> dict[str, float]:
+def evaluate_with_predictions(model: nn.Module, loader: DataLoader, spec: TaskSpec) -> tuple[dict[str, float], np.ndarray]:
+    """The scores and the predictions they came from (in the loader's order): one forward pass gives both."""
     logits, labels = predict_logits(model, loader)
     predictions = to_predictions(spec, logits)
     scores = compute_metrics(spec, predictions, labels)
     if spec.kind == "classification":
         scores["constant_predictions"] = float(len(np.unique(predictions)) == 1)
-    return scores
+    return scores, predictions
+
+
+def evaluate(model: nn.Module, loader: DataLoader, spec: TaskSpec) -> dict[str, float]:
+    """The scores alone, for callers that need no predictions (dev selection)."""
+    return evaluate_with_predictions(model, loader, spec)[0]
+
+
+def compact_predictions(spec: TaskSpec, predictions: np.ndarray) -> list[int] | list[float]:
+    """Predictions as a run record keeps them: class indices, or regression values at 4 decimals (enough to
+    compare seeds, a few bytes each)."""
+    if spec.kind == "regression":
+        return [round(float(p), 4) for p in predictions]
+    return [int(p) for p in predictions]

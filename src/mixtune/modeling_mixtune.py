@@ -55,7 +55,9 @@ class PooledModelForSequenceClassification(PreTrainedModel):
 
     config.mixtune_pair_encoding "separate" encodes the two sentences of a pair apart (a bi-encoder, as
     sentence-transformers models were trained) and classifies [u, v, |u - v|, u * v] (Reimers and Gurevych
-    2019); "joint" (the default) encodes the pair together, as a cross-encoder. config.mixtune_skip_leading_tokens
+    2019); "cosine" encodes them apart and maps their cosine similarity through the linear layer (one input:
+    the sentence-transformers recipe for similarity tasks); "joint" (the default) encodes the pair together,
+    as a cross-encoder. config.mixtune_skip_leading_tokens
     leading positions are left out of the pool: prompt tuning prepends its virtual tokens to the input.
     """
 
@@ -71,18 +73,25 @@ class PooledModelForSequenceClassification(PreTrainedModel):
         if dropout is None:
             dropout = getattr(config, "hidden_dropout_prob", 0.1)
         self.dropout = nn.Dropout(dropout)
-        width = 4 * config.hidden_size if self.separate_pairs else config.hidden_size
-        self.classifier = nn.Linear(width, config.num_labels)
+        self.classifier = nn.Linear(self._feature_width(config), config.num_labels)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
         if module is getattr(self, "classifier", None):
-            module.weight.data.normal_(0.0, getattr(self.config, "initializer_range", 0.02))
+            if self.pair_encoding == "cosine":  # the similarity itself; mixtune refits this map on the data
+                module.weight.data.fill_(1.0)
+            else:
+                module.weight.data.normal_(0.0, getattr(self.config, "initializer_range", 0.02))
             module.bias.data.zero_()
 
+    @staticmethod
+    def _feature_width(config) -> int:
+        encoding = getattr(config, "mixtune_pair_encoding", "joint")
+        return {"separate": 4 * config.hidden_size, "cosine": 1}.get(encoding, config.hidden_size)
+
     @property
-    def separate_pairs(self) -> bool:
-        return getattr(self.config, "mixtune_pair_encoding", "joint") == "separate"
+    def pair_encoding(self) -> str:
+        return getattr(self.config, "mixtune_pair_encoding", "joint")
 
     def get_input_embeddings(self) -> nn.Module:
         return self.backbone.get_input_embeddings()
@@ -96,8 +105,12 @@ class PooledModelForSequenceClassification(PreTrainedModel):
         if attention_mask is None:
             shape = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
             attention_mask = torch.ones(shape, dtype=torch.long, device=self.device)
-        if self.separate_pairs:
-            features = self._pair_features(input_ids, attention_mask, kwargs.pop("token_type_ids", None), kwargs)
+        if self.pair_encoding in ("separate", "cosine"):
+            u, v = self._pair_embeddings(input_ids, attention_mask, kwargs.pop("token_type_ids", None), kwargs)
+            if self.pair_encoding == "cosine":  # no dropout on the one similarity feature
+                logits = self.classifier(nn.functional.cosine_similarity(u, v, dim=-1).unsqueeze(-1))
+                return SequenceClassifierOutput(loss=self._loss(logits, labels), logits=logits)
+            features = torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
         else:
             features = self._pooled(input_ids, attention_mask, inputs_embeds, kwargs)
         logits = self.classifier(self.dropout(features))
@@ -111,14 +124,14 @@ class PooledModelForSequenceClassification(PreTrainedModel):
             hidden, attention_mask = hidden[:, skip:], attention_mask[:, -hidden.shape[1] + skip:]
         return pool_tokens(hidden, attention_mask, getattr(self.config, "mixtune_pooling", "mean"))
 
-    def _pair_features(self, input_ids, attention_mask, token_type_ids, kwargs) -> torch.Tensor:
+    def _pair_embeddings(self, input_ids, attention_mask, token_type_ids, kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two sentences' pooled embeddings (u, v), each sentence encoded alone."""
         if input_ids is None or token_type_ids is None:
-            raise ValueError("separate pair encoding needs input_ids and token_type_ids (a BERT-style tokenizer)")
+            raise ValueError(f"{self.pair_encoding} pair encoding needs input_ids and token_type_ids (a BERT-style tokenizer)")
         kwargs.pop("position_ids", None)
         ids, mask = split_pair(input_ids, attention_mask, token_type_ids)
-        pooled = self._pooled(ids, mask, None, kwargs)
-        u, v = pooled.chunk(2)
-        return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+        u, v = self._pooled(ids, mask, None, kwargs).chunk(2)
+        return u, v
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
         if labels is None:

@@ -20,18 +20,22 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from mixtune.config import RunConfig, save_yaml, validate
 from mixtune.data import load_task
-from mixtune.data.batching import by_length, clamp_max_length, encode, make_loader
+from mixtune.data.batching import by_length, clamp_max_length, encode, length_order, make_loader
+from mixtune.data.examples import TaskSpec
 from mixtune.data.sampling import low_resource_indices
 from mixtune.device import Runtime, activated, full_precision, model_device
 from mixtune.errors import MixtuneError
+from mixtune.heads import pair_encoding_of
 from mixtune.layers import reinit_top_layers
 from mixtune.methods import method_class
-from mixtune.metrics import evaluate, predict_logits
+from mixtune.metrics import compact_predictions, evaluate, evaluate_with_predictions, predict_logits
 from mixtune.models import load_model
 from mixtune.paths import check_writable, describe_contents
+from mixtune.probe import start_cosine_head
 from mixtune.train import FitContext, load_trainable_state, trainable_state
 
 RECORD_FILE = "run.json"
@@ -130,9 +134,9 @@ def _run(
     max_length = config.train.max_length
     train_features = encode(task.pool.subset(train_idx), tokenizer, max_length, regression)
     dev_examples = task.dev if task.dev is not None else task.pool.subset(dev_idx)
-    eval_loader = lambda examples: make_loader(  # noqa: E731
-        by_length(encode(examples, tokenizer, max_length, regression)), tokenizer, config.train.eval_batch_size, shuffle=False
-    )
+    encode_eval = lambda examples: encode(examples, tokenizer, max_length, regression)  # noqa: E731
+    loader_of = lambda features: make_loader(features, tokenizer, config.train.eval_batch_size, shuffle=False)  # noqa: E731
+    eval_loader = lambda examples: loader_of(by_length(encode_eval(examples)))  # noqa: E731
 
     dev_features = encode(dev_examples, tokenizer, max_length, regression)
     dev_loader = make_loader(dev_features, tokenizer, config.train.eval_batch_size, shuffle=False)
@@ -140,12 +144,14 @@ def _run(
         train_features, tokenizer, config, config.seed, progress=progress, search_cache=search_cache,
         dev_features=dev_features, evaluate_dev=lambda m: evaluate(m, dev_loader, spec)[spec.main_metric],
     )
+    if pair_encoding_of(model) == "cosine":
+        start_cosine_head(model, ctx)
     model = method.fit(model, ctx)
 
     eval_started = time.perf_counter()
-    metrics = {"dev": evaluate(model, dev_loader, spec)}
+    metrics, predictions = {"dev": evaluate(model, dev_loader, spec)}, {}
     for name, examples in task.tests.items():
-        metrics[name] = evaluate(model, eval_loader(examples), spec)
+        metrics[name], predictions[name] = score_split(model, encode_eval(examples), loader_of, spec)
     last_step = None
     if ctx.last_step_state is not None:
         last_step = last_step_metrics(model, ctx.last_step_state, task.tests, eval_loader, spec)
@@ -155,12 +161,13 @@ def _run(
         "config": config.to_dict(),
         "method": config.method,
         "hyperparameters": method.hyperparameters(),
-        "head": {"pooling": head, "pair_encoding": getattr(getattr(model, "config", None), "mixtune_pair_encoding", "joint")},
+        "head": {"pooling": head, "pair_encoding": pair_encoding_of(model)},
         "device": runtime.describe(),
         "task": asdict(spec),
         "data_sources": task.sources,
         "indices": {"train": train_idx, "dev": dev_idx if task.dev is None else "dev file"},
         "metrics": metrics,
+        "predictions": predictions,  # per test split, in example order: class indices, or values at 4 decimals
         "main_metric": spec.main_metric,
         **({"metrics_last_step": last_step} if last_step else {}),
         "log": _jsonable(ctx.log),
@@ -189,6 +196,18 @@ def _run(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return record
+
+
+def score_split(
+    model: nn.Module, features: list[dict], loader_of: Callable[[list[dict]], DataLoader], spec: TaskSpec
+) -> tuple[dict[str, float], list[int] | list[float]]:
+    """One test split's scores and its compact predictions from the same pass; batches run by length (less
+    padding), the predictions are put back in the split's example order so seeds and methods line up."""
+    order = length_order(features)
+    scores, sorted_predictions = evaluate_with_predictions(model, loader_of([features[i] for i in order]), spec)
+    predictions = np.empty_like(sorted_predictions)
+    predictions[order] = sorted_predictions
+    return scores, compact_predictions(spec, predictions)
 
 
 def last_step_metrics(model: nn.Module, last: dict, tests: dict, eval_loader, spec) -> dict[str, dict[str, float]]:

@@ -53,9 +53,14 @@ def test_headline_table_means_stds_bold_best_and_seed_counts(report):
 
 def test_stability_worst_seed_and_degenerate_runs(report):
     table = section(report[1], "Stability")
-    assert row(table, "vanilla") == ["σ 10.00 · worst 10.00 (s1) · degenerate 0/3", "σ 2.00 · worst 50.00 (s1) · degenerate 1/3"]
-    assert row(table, "mixup-blo")[0] == "σ 18.03 · worst 0.00 (s1) · degenerate 1/3"  # CoLA MCC 0
-    assert row(table, "lora") == ["—", "σ 1.41 · worst 60.00 (s1) · degenerate 0/2"]
+    assert row(table, "vanilla") == [
+        "σ 10.00 · worst 10.00 (s1) · degenerate 0/3 · failed 0", "σ 2.00 · worst 50.00 (s1) · degenerate 1/3 · failed 0"
+    ]
+    assert row(table, "mixup-blo") == [  # CoLA MCC 0; the rte seed 1 failure was fixed by a later run
+        "σ 18.03 · worst 0.00 (s1) · degenerate 1/3 · failed 0", "σ 2.65 · worst 52.00 (s2) · degenerate 0/3 · failed 0"
+    ]
+    assert row(table, "lora") == ["failed 1", "σ 1.41 · worst 60.00 (s1) · degenerate 0/2 · failed 0"]
+    assert "No run here stored its test predictions" in table  # records from before predictions were kept
 
 
 def test_paired_differences_bootstrap_interval_and_win_rate(report):

@@ -112,12 +112,52 @@ def test_separate_pair_features_are_the_bi_encoder_features(st_model_dir):
     assert torch.allclose(captured[0], torch.cat([u, v, (u - v).abs(), u * v], dim=-1), atol=1e-5)
 
 
-def test_separate_pairs_need_a_pooled_head(tiny_model_dir):
+def test_the_cosine_head_scores_the_cosine_of_the_two_sentence_embeddings(st_model_dir):
+    regression = TaskSpec("toy", "regression", ["a", "b"], None, ["spearman"])
+    tokenizer, model, _ = load_model(str(st_model_dir), regression, seed=0, pair_encoding="cosine")
+    model.eval()
+    assert model.classifier.in_features == 1 and model.classifier.weight.item() == 1.0  # data-free start: the cosine
+    with torch.no_grad():
+        model.classifier.weight.fill_(4.0)
+        model.classifier.bias.fill_(0.5)
+    batch = tokenizer(["the cat sat", "a dog"], ["a good dog", "a dog"], padding=True, return_tensors="pt")
+    scores = model(**batch).logits.squeeze(-1)
+    encode = lambda text: model._pooled(**{k: v for k, v in tokenizer(text, return_tensors="pt").items() if k != "token_type_ids"}, inputs_embeds=None, kwargs={})  # noqa: E731
+    cosine = torch.nn.functional.cosine_similarity(encode("the cat sat"), encode("a good dog")).item()
+    assert scores[0].item() == pytest.approx(4.0 * cosine + 0.5, abs=1e-5)
+    assert scores[1].item() == pytest.approx(4.5, abs=1e-5)  # a sentence paired with itself: cosine 1
+
+
+def test_the_cosine_head_starts_at_the_least_squares_map_from_cosine_to_label(st_model_dir, tmp_path):
+    from mixtune.config import build_config
+    from mixtune.heads import classifier_inputs
+    from mixtune.probe import start_cosine_head
+    from mixtune.train import FitContext
+
+    regression = TaskSpec("toy", "regression", ["a", "b"], None, ["spearman"])
+    tokenizer, model, _ = load_model(str(st_model_dir), regression, seed=0, pair_encoding="cosine")
+    words = ["cat", "dog", "sat", "good", "bad", "the", "a", "movie"]
+    rows = [(f"{words[i % 8]} {words[(i * 3) % 8]}", f"{words[(i * 5) % 8]} {words[(i + 1) % 8]}") for i in range(24)]
+    features = [dict(tokenizer(a, b), labels=float(i % 6)) for i, (a, b) in enumerate(rows)]
+    ctx = FitContext(features, tokenizer, build_config({"method": "vanilla"}), 0, progress=False)
+    start_cosine_head(model, ctx)
+    cosine = classifier_inputs(model, ctx.loader(shuffle=False)).double().squeeze(-1)
+    labels = torch.tensor([f["labels"] for f in features], dtype=torch.float64)
+    slope = ((cosine - cosine.mean()) * (labels - labels.mean())).sum() / ((cosine - cosine.mean()) ** 2).sum()
+    assert model.classifier.weight.item() == pytest.approx(slope.item(), rel=1e-2)
+    assert model.classifier.bias.item() == pytest.approx((labels.mean() - slope * cosine.mean()).item(), rel=1e-2, abs=1e-3)
+    assert "head_start" in ctx.log
+
+
+@pytest.mark.parametrize("pairs", ["separate", "cosine"])
+def test_bi_encoders_need_a_pooled_head(tiny_model_dir, pairs):
     with pytest.raises(MixtuneError, match="pooled head"):
-        load_model(str(tiny_model_dir), SPEC, seed=0, pooling="cls", pair_encoding="separate")
+        load_model(str(tiny_model_dir), SPEC, seed=0, pooling="cls", pair_encoding=pairs)
 
 
-@pytest.mark.parametrize("pooling,pairs", [("mean", "joint"), ("mean", "separate"), ("max", "joint"), ("cls", "joint")])
+@pytest.mark.parametrize(
+    "pooling,pairs", [("mean", "joint"), ("mean", "separate"), ("mean", "cosine"), ("max", "joint"), ("cls", "joint")]
+)
 def test_export_reloads_with_plain_transformers_and_identical_logits(st_model_dir, tmp_path, pooling, pairs):
     tokenizer, model, _ = load_model(str(st_model_dir), SPEC, seed=3, pooling=pooling, pair_encoding=pairs)
     model.eval()

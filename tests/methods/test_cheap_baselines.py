@@ -7,7 +7,7 @@ import torch
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from mixtune.heads import classifier_inputs, is_head_parameter
-from mixtune.methods.linear_probe import fit_linear
+from mixtune.probe import fit_linear
 
 
 def scaled(features: np.ndarray) -> np.ndarray:

@@ -1,15 +1,17 @@
 """The benchmark report, regenerated from results files alone: report.md with tables, and PNG plots.
 
 Per (model, train size): the headline table (mean ± sample std over seeds of each task's main test metric;
-MNLI: matched), stability (std, worst seed, degenerate runs), a paired comparison with the baseline
-(mean difference over shared seeds, 95% bootstrap CI over seeds, win rate with ties as half a win), the
-focus method (the main method by default) against every other row task by task, cost (median wall time and
-peak memory, and their median paired ratio to the baseline) and the learned alpha.
+MNLI: matched), stability (std, worst seed, degenerate and failed runs, and how often seeds disagree on the
+test examples), a paired comparison with the baseline (mean difference over shared seeds, 95% bootstrap CI
+over seeds, win rate with ties as half a win), the focus method (the main method by default) against every
+other row task by task and its verdict over all paired (task, seed) runs, cost (median wall time and peak
+memory, and their median paired ratio to the baseline) and the learned alpha.
 A method label with runs under several config hashes is shown as one row per hash ("lora@1a2b3c4d").
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,9 @@ from mixtune.bench.tables import (
     score_table,
     selection_table,
     settings_table,
-    stability_table,
 )
+from mixtune.bench.stability import disagreement_table, failed_counts, stability_table
+from mixtune.bench.verdict import verdict_table
 
 
 def slug(text: str) -> str:
@@ -62,10 +65,10 @@ def write_report(paths: list[Path], out: Path, baseline: str = "vanilla", focus:
         lines += [f"## {title}", "", "### Test scores (main metric of each task)", "", *table, ""]
         plots.seed_plot(group, tasks, methods, out / f"seeds_{name}.png", title)
         lines += [f"![every seed](seeds_{name}.png)", ""]
-        lines += ["### Stability", "", "Degenerate: constant predictions (a correlation metric of exactly 0).", ""]
-        lines += [*stability_table(group, tasks, methods), ""]
+        lines += _stability_section(group, tasks, methods, failed_counts(loaded.failed, model, size, methods))
         lines += _paired_section(group, tasks, methods, baseline)
         lines += _head_to_head_section(group, tasks, methods, focus)
+        lines += _verdict_section(group, tasks, methods, focus)
         lines += _selection_section(group, tasks, methods, name, title, out)
         lines += ["### Cost", "", *_cached_note(group), *cost_table(group, methods, baseline), ""]
         lines += _alpha_section(group, tasks, methods, name, title, out)
@@ -109,6 +112,23 @@ def _cached_note(runs: list[Run]) -> list[str]:
     ]
 
 
+def _stability_section(runs: list[Run], tasks: list[str], methods: list[str], failed: Counter[tuple[str, str]]) -> list[str]:
+    """Instability beyond the std: collapsed and failed runs, and seeds that score alike but predict differently."""
+    text = (
+        "σ is the std of the test score over seeds; worst, the lowest seed's score; degenerate, the finished runs with "
+        "constant predictions (a correlation metric of exactly 0); failed, the seeds whose run failed and never finished "
+        "(counted nowhere else)."
+    )
+    lines = ["### Stability", "", text, "", *stability_table(runs, tasks, methods, failed), ""]
+    if not any(r.predictions is not None for r in runs):
+        return lines + ["No run here stored its test predictions (records from before they were kept): no seed disagreement.", ""]
+    text = (
+        "Seed disagreement is the mean over pairs of seeds of the fraction of test examples whose predicted class differs "
+        "(regression: 1 - Pearson r of their predictions), n the seeds with stored predictions (— with fewer than two)."
+    )
+    return lines + [text, "", *disagreement_table(runs, tasks, methods), ""]
+
+
 def _paired_section(runs: list[Run], tasks: list[str], methods: list[str], baseline: str) -> list[str]:
     head = ["### Paired comparison with " + baseline, ""]
     if baseline not in methods:
@@ -128,6 +148,19 @@ def _head_to_head_section(runs: list[Run], tasks: list[str], methods: list[str],
         "the tasks where its mean is higher / equal / lower, and the mean std over seeds on the tasks where both ran several."
     )
     return [f"### {focus} against each method", "", text, "", *head_to_head_table(runs, tasks, methods, focus), ""]
+
+
+def _verdict_section(runs: list[Run], tasks: list[str], methods: list[str], focus: str) -> list[str]:
+    """Whether the focus method is better, with the seed noise taken into account (the head-to-head counts do not)."""
+    if focus not in methods or len(methods) < 2:
+        return []
+    text = (
+        f"{focus} against every other row over all the (task, seed) pairs both ran: the mean paired difference "
+        f"[95% bootstrap CI over those pairs, {BOOTSTRAP_RESAMPLES} resamples], and the tasks won / tied / lost, a task "
+        "being won (lost) when the 95% bootstrap interval of its mean paired difference lies above (below) 0, and tied "
+        "otherwise or with a single pair."
+    )
+    return ["### Verdict", "", text, "", *verdict_table(runs, tasks, methods, focus), ""]
 
 
 def _selection_section(runs: list[Run], tasks: list[str], methods: list[str], name: str, title: str, out: Path) -> list[str]:

@@ -45,6 +45,8 @@ class Run:
     last_step_score: float | None = None  # the test score of the last step (train.report_last_step)
     dev_curve: list[dict[str, float]] = field(default_factory=list)  # the finetune's dev evaluations
     alpha_diagnostics: dict[str, Any] | None = None  # did alpha learn: log.alpha_diagnostics (mixtune.mixup.diagnostics)
+    predictions: list | None = None  # the reported split's predictions (records from before "predictions": None)
+    regression: bool = False  # predictions are values, not class indices
 
     @property
     def pair_key(self) -> tuple:
@@ -99,7 +101,8 @@ def reported_split(metrics: dict[str, dict]) -> str:
 def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
     key = record["key"]
     metric = record["main_metric"]
-    scores = record["metrics"][reported_split(record["metrics"])]
+    split = reported_split(record["metrics"])
+    scores = record["metrics"][split]
     score = float(scores[metric])
     degenerate = scores.get("constant_predictions") == 1 or (metric in CORRELATION_METRICS and score == 0.0)
     notes = {k: v for k, v in record.get("data_sources", {}).items() if k.endswith("_note")}
@@ -124,6 +127,8 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
         last_step_score=last_step_score(record, metric),
         dev_curve=record.get("log", {}).get("finetune", {}).get("dev_curve", []),
         alpha_diagnostics=record.get("log", {}).get("alpha_diagnostics"),
+        predictions=record.get("predictions", {}).get(split),
+        regression=record.get("task", {}).get("kind") == "regression",
     )
 
 

@@ -1,4 +1,5 @@
-"""The report's markdown tables: scores, stability, paired comparisons, head to head, cost, alpha, settings."""
+"""The report's markdown tables: scores, paired comparisons, head to head, cost, alpha, settings (stability and
+the verdict have their own modules)."""
 
 from __future__ import annotations
 
@@ -59,24 +60,6 @@ def _column_cells(column: dict[str, list[float]], usual_n: int) -> dict[str, str
         text = f"**{text}**" if means[method] == best else text
         cells[method] = text + (f" (n={len(values)})" if len(values) != usual_n else "")
     return cells
-
-
-def stability_table(runs: list[Run], tasks: list[str], methods: list[str]) -> list[str]:
-    """Per method and task: std over seeds, the worst seed, and degenerate runs (constant predictions)."""
-    rows = []
-    for method in methods:
-        row = [method]
-        for task in tasks:
-            cell = [r for r in runs if r.method == method and r.task == task]
-            if not cell:
-                row.append(DASH)
-                continue
-            worst = min(cell, key=lambda r: r.score)
-            std = mean_std([r.score for r in cell])[1]
-            degenerate = sum(r.degenerate for r in cell)
-            row.append(f"σ {fmt(std)} · worst {worst.score:.2f} (s{worst.seed}) · degenerate {degenerate}/{len(cell)}")
-        rows.append(row)
-    return markdown_table(["method", *tasks], rows)
 
 
 def paired_table(runs: list[Run], tasks: list[str], methods: list[str], baseline: str) -> list[str]:

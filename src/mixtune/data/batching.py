@@ -60,9 +60,15 @@ def position_offset(model: torch.nn.Module) -> int:
     return 0
 
 
+def length_order(features: list[dict]) -> list[int]:
+    """Indices of the features from shortest to longest (stable): by_length's order, so results computed in it
+    can be put back in example order."""
+    return sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+
+
 def by_length(features: list[dict]) -> list[dict]:
     """Features in order of length: evaluation batches then pad little (metrics do not depend on order)."""
-    return sorted(features, key=lambda feature: len(feature["input_ids"]))
+    return [features[i] for i in length_order(features)]
 
 
 def make_loader(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from mixtune.methods.base import Method, register
-from mixtune.methods.linear_probe import DEFAULT_GRID, probe_phase
+from mixtune.probe import DEFAULT_GRID, probe_phase
 from mixtune.train import FitContext
 
 

@@ -27,7 +27,7 @@ from torch import nn
 from transformers import AutoConfig
 
 from mixtune.errors import MixtuneError
-from mixtune.heads import build_classifier
+from mixtune.heads import build_classifier, pair_encoding_of
 from mixtune.methods.base import Method, register
 from mixtune.train import FitContext
 
@@ -119,7 +119,7 @@ class VirtualTokenMethod(PeftMethod):
         return self.hp.num_virtual_tokens
 
     def prepare(self, model: nn.Module, ctx: FitContext) -> nn.Module:
-        if getattr(model.config, "mixtune_pair_encoding", "joint") == "separate":
+        if pair_encoding_of(model) != "joint":
             raise MixtuneError(f"{self.name} adds virtual tokens to one joint input: use --pair-encoding joint")
         return super().prepare(model, ctx)
 
