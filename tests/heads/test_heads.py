@@ -149,6 +149,16 @@ def test_the_cosine_head_starts_at_the_least_squares_map_from_cosine_to_label(st
     assert "head_start" in ctx.log
 
 
+def test_auto_pair_encoding_scores_similarity_with_cosine_on_sentence_embedding_backbones(st_model_dir, tiny_model_dir):
+    regression = TaskSpec("toy", "regression", ["a", "b"], None, ["spearman"])
+    single = TaskSpec("toy", "regression", ["a"], None, ["spearman"])
+    encoding = lambda source, spec, **kw: load_model(str(source), spec, seed=0, pair_encoding="auto", **kw)[1].config.mixtune_pair_encoding  # noqa: E731
+    assert encoding(st_model_dir, regression) == "cosine"
+    assert encoding(st_model_dir, SPEC) == "joint"  # classification pairs: a cross-encoder
+    assert encoding(st_model_dir, single) == "joint"
+    assert encoding(tiny_model_dir, regression, pooling="mean") == "joint"  # declares no sentence embedding
+
+
 @pytest.mark.parametrize("pairs", ["separate", "cosine"])
 def test_bi_encoders_need_a_pooled_head(tiny_model_dir, pairs):
     with pytest.raises(MixtuneError, match="pooled head"):

@@ -113,6 +113,7 @@ class VirtualTokenMethod(PeftMethod):
     """
 
     Hyperparameters = VirtualTokenHyperparameters
+    pair_encoding = "joint"  # the virtual tokens go in front of one joint input
 
     @property
     def reserved_positions(self) -> int:
