@@ -69,6 +69,19 @@ def test_split_predictions_come_back_in_example_order_though_batches_run_by_leng
     assert score_split(LengthModel(), features, loader_of, values)[1] == [-2.5, 2.5, -0.5, 1.5]
 
 
+def test_a_similarity_task_runs_mixup_on_the_cosine_head_and_exports_it(tiny_model_dir, glue_dir, tmp_path):
+    config = tiny_run_config(
+        tiny_model_dir, glue_dir, pooling="mean", pair_encoding="cosine", output_dir=str(tmp_path / "run"),
+        data={"task": "stsb", "data_dir": str(glue_dir), "train_size": 20},
+        mixup={"form": "share", "granularity": "module"},
+        search={"splits": 2, "epochs": 1, "outer_full_split": True, "outer_dropout": False, "alpha_lr_sum": 1.0},
+    )
+    record = run(config, progress=False)
+    assert record["head"] == {"pooling": "mean", "pair_encoding": "cosine"}
+    assert "head_start" in record["log"] and record["export"]["max_abs_logit_diff"] < 1e-4
+    assert all(isinstance(p, float) for p in record["predictions"]["test"])
+
+
 def test_methods_of_one_seed_share_the_training_subset(tiny_model_dir, glue_dir):
     records = [run(tiny_run_config(tiny_model_dir, glue_dir, method=m), progress=False, write=False) for m in ("vanilla", "joint")]
     assert records[0]["indices"] == records[1]["indices"]
