@@ -23,7 +23,12 @@ from mixtune.config import SearchConfig
 from mixtune.device import rng_state as device_rng_state
 from mixtune.device import set_rng_state
 from mixtune.mixup.diagnostics import SearchDiagnostics
-from mixtune.mixup.inject import alpha_parameters, clamp_alpha, task_parameters
+from mixtune.mixup.inject import (
+    alpha_parameters,
+    clamp_alpha,
+    injected_form,
+    task_parameters,
+)
 from mixtune.optim import decay_groups, make_optimizer, make_schedule, steps_for
 from mixtune.train import batch_loss, cycle
 
@@ -166,7 +171,11 @@ def bilevel_search(
     desc: str = "search",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Alternate inner steps on D_tr and alpha steps on D_val for config.epochs passes over D_tr."""
+    """Alternate inner steps on D_tr and alpha steps on D_val for config.epochs passes over D_tr.
+
+    Keys `config` leaves unset take the defaults of the form injected in `model` (SearchConfig.resolved).
+    """
+    config = config.resolved(injected_form(model))
     alphas = alpha_parameters(model)
     named_weights = [(n, p) for n, p in task_parameters(model) if p.requires_grad]
     weights = [p for _, p in named_weights]
