@@ -1,12 +1,36 @@
+import dataclasses
+
 import pytest
 
+import mixtune.config as config_module
+from mixtune.bench.grid import settings_hash
 from mixtune.cli import build_parser, config_from_args
-from mixtune.config import build_config
+from mixtune.config import (
+    FORM_DEFAULTS,
+    RunConfig,
+    build_config,
+    resolve_form_defaults,
+    validate,
+)
 from mixtune.errors import MixtuneError
+
+RELEASED = {
+    "mixup.granularity": "rank", "search.epochs": 3, "search.unroll_steps": 1, "search.outer_full_split": False,
+    "search.outer_dropout": True, "search.alpha_lr": 2e-3, "search.alpha_lr_sum": None,
+}
+SHARE = {
+    "mixup.granularity": "module", "search.epochs": 2, "search.unroll_steps": 5, "search.outer_full_split": True,
+    "search.outer_dropout": False, "search.alpha_lr": 2e-3, "search.alpha_lr_sum": 1.0,
+}
+
+
+def form_values(config: RunConfig) -> dict:
+    """The config's values of the form-dependent keys, as dotted keys."""
+    return {key: getattr(getattr(config, key.split(".")[0]), key.split(".")[1]) for key in RELEASED}
 
 
 def test_defaults_are_the_released_settings():
-    config = build_config()
+    config = resolve_form_defaults(build_config())
     assert (config.method, config.mixup.form, config.mixup.rank) == ("mixup-blo", "released", 1)
     assert (config.search.splits, config.search.split_ratio, config.search.average) == (5, 0.8, "all")
     assert (config.search.inner_lr, config.search.alpha_lr, config.search.inner_max_grad_norm) == (2e-5, 2e-3, 5.0)
@@ -32,3 +56,68 @@ def test_yaml_then_flags_override(tmp_path):
     args = build_parser().parse_args(["train", "--lr", "3e-5", "--mixup-target-modules", "query,value"])
     config = config_from_args(args)
     assert config.train.lr == 3e-5 and config.mixup.target_modules == ["query", "value"]
+
+
+def test_the_form_dependent_keys_are_unset_until_a_run_resolves_them():
+    config = build_config()
+    assert config.mixup.form is None and set(form_values(config).values()) == {None}
+    resolved = resolve_form_defaults(config)
+    assert resolved.mixup.form == "released" and form_values(resolved) == RELEASED
+    assert config.mixup.form is None and config.search.epochs is None  # a copy: the given config is left as it was
+
+
+@pytest.mark.parametrize("form,expected", [("released", RELEASED), ("convex", RELEASED), ("share", SHARE)])
+def test_each_form_resolves_to_its_table(form, expected):
+    assert FORM_DEFAULTS[form] == expected
+    resolved = resolve_form_defaults(build_config({"mixup": {"form": form}}))
+    assert resolved.mixup.form == form and form_values(resolved) == expected
+    validate(resolved)
+
+
+def test_mixup_form_released_brings_the_released_search_whatever_the_default_form(monkeypatch):
+    monkeypatch.setattr(config_module, "DEFAULT_MIXUP_FORM", "share")
+    parse = lambda *flags: config_from_args(build_parser().parse_args(["train", *flags]))  # noqa: E731
+    assert form_values(resolve_form_defaults(parse())) == SHARE  # the patched default is the one resolved
+    resolved = resolve_form_defaults(parse("--mixup-form", "released"))
+    assert resolved.mixup.form == "released" and form_values(resolved) == RELEASED
+
+
+@pytest.mark.parametrize("form", sorted(FORM_DEFAULTS))
+def test_an_explicit_value_always_wins(form):
+    explicit = {
+        "mixup": {"form": form, "granularity": "row"},
+        "search": {"epochs": 7, "unroll_steps": 3, "outer_full_split": not FORM_DEFAULTS[form]["search.outer_full_split"],
+                   "outer_dropout": not FORM_DEFAULTS[form]["search.outer_dropout"], "alpha_lr": 5e-3, "alpha_lr_sum": 0.3},
+    }
+    resolved = resolve_form_defaults(build_config(explicit))
+    assert dataclasses.asdict(resolved) == dataclasses.asdict(build_config(explicit))
+
+
+def test_an_explicit_alpha_lr_is_the_rate_the_forms_alpha_lr_sum_is_not_taken():
+    resolve = lambda search: resolve_form_defaults(build_config({"mixup": {"form": "share"}, "search": search})).search  # noqa: E731
+    assert (resolve({"alpha_lr": 1e-2}).alpha_lr, resolve({"alpha_lr": 1e-2}).alpha_lr_sum) == (1e-2, None)
+    assert (resolve({"alpha_lr": 1e-2, "alpha_lr_sum": 0.5}).alpha_lr_sum) == 0.5
+    assert (resolve({"alpha_lr_sum": 0.5}).alpha_lr, resolve({"alpha_lr_sum": 0.5}).alpha_lr_sum) == (2e-3, 0.5)
+
+
+def test_explicit_values_are_still_validated():
+    with pytest.raises(MixtuneError, match="config key 'search.unroll_steps' must be at least 1"):
+        build_config({"search": {"unroll_steps": 0}})
+    with pytest.raises(MixtuneError, match="config key 'mixup.granularity' is 'column': choose one of rank, row, module"):
+        build_config({"mixup": {"granularity": "column"}})
+    with pytest.raises(MixtuneError, match="'search.outer_dropout' must be true or false"):
+        build_config({"search": {"outer_dropout": "sometimes"}})
+
+
+def test_a_settings_hash_depends_only_on_what_the_config_sets(monkeypatch):
+    """Benchmark cells that leave the form-dependent keys unset keep their hashes (values from before these keys
+    defaulted to the form's) whatever the default form and its table say; setting one changes it."""
+    unset = {"method": "mixup-blo", "train": {"lr": 1e-4}, "search": {"splits": 2}, "mixup": {"rank": 2}}
+    share = {"method": "mixup-blo", "search": {"epochs": 2}, "mixup": {"form": "share"}}
+    hashes = lambda: (settings_hash(build_config(unset)), settings_hash(build_config(share)))  # noqa: E731
+    assert hashes() == ("c6640bdc", "57b02505")
+    monkeypatch.setattr(config_module, "DEFAULT_MIXUP_FORM", "share")
+    monkeypatch.setitem(FORM_DEFAULTS, "released", {**RELEASED, "search.epochs": 9, "mixup.granularity": "row"})
+    monkeypatch.setitem(FORM_DEFAULTS, "share", {**SHARE, "search.unroll_steps": 2})
+    assert hashes() == ("c6640bdc", "57b02505")
+    assert settings_hash(build_config({"search": {"epochs": 3}})) != settings_hash(build_config())

@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+import mixtune.config as config_module
 from mixtune.cli import main
 from mixtune.config import build_config
 from mixtune.data import load_task
@@ -80,6 +81,20 @@ def test_a_similarity_task_runs_mixup_on_the_cosine_head_and_exports_it(tiny_mod
     assert record["head"] == {"pooling": "mean", "pair_encoding": "cosine"}
     assert "head_start" in record["log"] and record["export"]["max_abs_logit_diff"] < 1e-4
     assert all(isinstance(p, float) for p in record["predictions"]["test"])
+
+
+def test_the_record_holds_the_form_settings_the_run_resolved(tiny_model_dir, glue_dir, monkeypatch):
+    monkeypatch.setattr(config_module, "DEFAULT_MIXUP_FORM", "share")
+    config = tiny_run_config(tiny_model_dir, glue_dir, search={"splits": 1, "epochs": 5})
+    record = run(config, progress=False, write=False)
+    assert (record["config"]["mixup"]["form"], record["config"]["mixup"]["granularity"]) == ("share", "module")
+    search = record["config"]["search"]
+    keys = ("epochs", "unroll_steps", "outer_full_split", "outer_dropout", "alpha_lr", "alpha_lr_sum")
+    assert tuple(search[k] for k in keys) == (5.0, 5, True, False, 2e-3, 1.0)  # epochs as set, the rest the form's
+    assert record["hyperparameters"]["search"] == search
+    split = record["log"]["search"]["splits"][0]  # the search ran on them: 10 inner steps, an alpha step every 5
+    assert (split["inner_steps"], split["alpha_steps"], split["alpha_lr_sum"]) == (10, 2, pytest.approx(1.0))
+    assert config.mixup.form is None and config.search.unroll_steps is None  # the caller's config as it was set
 
 
 def test_methods_of_one_seed_share_the_training_subset(tiny_model_dir, glue_dir):

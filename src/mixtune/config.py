@@ -1,11 +1,13 @@
 """Run configuration: nested dataclasses, loadable from YAML, overridable from the command line.
 
-Every field has the released code's value as its default unless the README says otherwise.
+Every field has the released code's value as its default unless the README says otherwise; a field that depends
+on the mixup form defaults to None, "the form's default" (FORM_DEFAULTS), filled in when a run starts.
 Unknown keys and values of the wrong type raise MixtuneError naming the key and the fix.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import types
@@ -13,7 +15,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -23,6 +25,46 @@ from mixtune.errors import MixtuneError
 # bi-encoder scoring the cosine similarity of u and v); the last two need a pooled head (mixtune.heads).
 # auto: cosine for similarity scores (regression) on a sentence-embedding backbone, joint otherwise.
 PAIR_ENCODINGS = ("auto", "joint", "separate", "cosine")
+
+# The mixup form a config without mixup.form runs; its values below are what its unset keys take.
+DEFAULT_MIXUP_FORM = "released"
+# Each form's values of the keys that depend on it (left at None in a config: "the form's default"). released and
+# convex: the paper's search; share: the one the pilot (benchmarks/pilot_mixup.yaml) tries (it also tries row).
+_PAPER_SETTINGS = {
+    "mixup.granularity": "rank",
+    "search.epochs": 3,
+    "search.unroll_steps": 1,
+    "search.outer_full_split": False,
+    "search.outer_dropout": True,
+    "search.alpha_lr": 2e-3,
+    "search.alpha_lr_sum": None,
+}
+FORM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "released": _PAPER_SETTINGS,
+    "convex": dict(_PAPER_SETTINGS),
+    "share": {
+        "mixup.granularity": "module",
+        "search.epochs": 2,
+        "search.unroll_steps": 5,
+        "search.outer_full_split": True,
+        "search.outer_dropout": False,
+        "search.alpha_lr": 2e-3,
+        "search.alpha_lr_sum": 1.0,
+    },
+}
+Section = TypeVar("Section")
+
+
+def form_defaults(form: str | None, section: str) -> dict[str, Any]:
+    """One section's keys of the form's FORM_DEFAULTS entry (None: DEFAULT_MIXUP_FORM), without the section."""
+    prefix = f"{section}."
+    values = FORM_DEFAULTS[form or DEFAULT_MIXUP_FORM]
+    return {key.removeprefix(prefix): value for key, value in values.items() if key.startswith(prefix)}
+
+
+def _filled(section: Section, values: dict[str, Any]) -> Section:
+    """A copy of `section` whose None fields take `values` (a set field keeps its own value)."""
+    return dataclasses.replace(section, **{k: v for k, v in values.items() if getattr(section, k) is None})
 
 
 @dataclass
@@ -53,39 +95,49 @@ class TrainConfig:
 class MixupConfig:
     """Attention-guided weight mixup (docs/method.md section 1)."""
 
-    form: str = "released"  # "released": (A@B)*W + ((1-A)@(1-B))*W0 ; "convex": a*W + (1-a)*W0 ; "share" below
+    # "released": (A@B)*W + ((1-A)@(1-B))*W0 ; "convex": a*W + (1-a)*W0 ; "share" below; None = DEFAULT_MIXUP_FORM
+    form: str | None = None
     rank: int | None = 1  # None = full rank (one alpha entry per weight); used by granularity "rank"
     init_mean: float = 1.0
     init_std: float = 0.005
     target_modules: list[str] | None = None  # None = the released targets for the architecture
     # "rank": alpha per entry, in rank-`rank` form (the released layout); "row": one per output row; "module": one
     # scalar per module. With one factor (row, module, full rank) the released and convex forms coincide.
-    granularity: str = "rank"
+    granularity: str | None = None  # None = the form's (FORM_DEFAULTS)
     # form "share": W~ = (1 - b) W + b W0, b = sigmoid(theta), theta started at logit(init_share) (no saddle)
     init_share: float = 0.5
 
     @property
     def init_center(self) -> float:
         """Where alpha is drawn around: the pretrained share for the share form, the W factor otherwise."""
-        return self.init_share if self.form == "share" else self.init_mean
+        return self.init_share if self.resolved().form == "share" else self.init_mean
+
+    def resolved(self) -> MixupConfig:
+        """A copy with form and granularity set: what the layers are built from, whatever the defaults are."""
+        form = self.form or DEFAULT_MIXUP_FORM
+        return _filled(dataclasses.replace(self, form=form), form_defaults(form, "mixup"))
 
 
 @dataclass
 class SearchConfig:
-    """The bi-level search phase, repeated over K random splits (docs/method.md section 2)."""
+    """The bi-level search phase, repeated over K random splits (docs/method.md section 2).
+
+    epochs, unroll_steps, alpha_lr, alpha_lr_sum, outer_full_split and outer_dropout default to None, meaning
+    "the mixup form's default" (FORM_DEFAULTS; see resolved).
+    """
 
     splits: int = 5
     split_ratio: float = 0.8
-    epochs: float = 3
+    epochs: float | None = None
     hypergradient: str = "first-order"  # or "finite-difference" (DARTS second order)
     fd_xi: float | None = None  # None = the inner optimiser's current learning rate (DARTS)
-    unroll_steps: int = 1
+    unroll_steps: int | None = None
     average: str = "all"  # "all" (released "total_avg") or "alpha"
     inner_lr: float = 2e-5
     inner_weight_decay: float = 0.01
     inner_scheduler: str = "linear"
     inner_max_grad_norm: float | None = 5.0
-    alpha_lr: float = 2e-3
+    alpha_lr: float | None = None
     alpha_weight_decay: float = 0.0
     alpha_scheduler: str = "cosine"
     warmup_ratio: float = 0.1
@@ -93,10 +145,20 @@ class SearchConfig:
     # equal this (Adam moves a parameter by about lr per step: this bounds how far alpha can travel). The
     # released settings sum to about 0.045 at n = 300; order 1 lets a logit (share form) move by about 1.
     alpha_lr_sum: float | None = None
-    outer_full_split: bool = False  # every alpha step on the whole D_val (mean loss over its batches), not one batch
-    outer_dropout: bool = True  # False: the outer (validation) passes run in eval mode, without dropout
+    outer_full_split: bool | None = None  # True: every alpha step on the whole D_val (mean loss over its batches)
+    outer_dropout: bool | None = None  # False: the outer (validation) passes run in eval mode, without dropout
     fd_precondition: bool = True  # finite-difference direction xi * P v with AdamW's P = 1 / (sqrt(v_hat) + eps)
     workers: int = 1  # the K searches in this many processes at once (one per GPU where there are several)
+
+    def resolved(self, form: str | None = None) -> SearchConfig:
+        """A copy with the unset keys at `form`'s values (None: DEFAULT_MIXUP_FORM), for the search to run on.
+
+        A set alpha_lr is the rate: the form's alpha_lr_sum, which would override it, is then not taken.
+        """
+        values = form_defaults(form, "search")
+        if self.alpha_lr is not None:
+            values.pop("alpha_lr_sum", None)
+        return _filled(self, values)
 
 
 @dataclass
@@ -135,6 +197,15 @@ class RunConfig:
 
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "mixup": MixupConfig, "search": SearchConfig}
+
+
+def resolve_form_defaults(config: RunConfig) -> RunConfig:
+    """A copy with the form-dependent keys set (MixupConfig.resolved, SearchConfig.resolved): done when a run
+    starts, not in build_config, so a config (and a benchmark cell's settings hash) holds only what was set."""
+    resolved = copy.deepcopy(config)
+    resolved.mixup = resolved.mixup.resolved()
+    resolved.search = resolved.search.resolved(resolved.mixup.form)
+    return resolved
 
 
 def _type_hints(cls: type) -> dict[str, Any]:
@@ -249,7 +320,7 @@ POOLING_CHOICES = ("auto", "cls", "mean", "max")  # resolved by mixtune.heads at
 PRECISION_CHOICES = ("fp32", "bf16", "fp16")  # whether the device can do it: mixtune.device, at run time
 DEVICE_SETTING = re.compile(r"auto|cpu|cuda|cuda:\d+")
 CHOICES = {
-    "mixup.form": ("released", "convex", "share"),
+    "mixup.form": tuple(FORM_DEFAULTS),
     "mixup.granularity": ("rank", "row", "module"),
     "search.hypergradient": ("first-order", "finite-difference"),
     "search.average": ("all", "alpha"),
@@ -274,12 +345,12 @@ def validate(config: RunConfig) -> None:
     for key, allowed in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
-        if value not in allowed:
+        if value is not None and value not in allowed:  # None only where the type allows it: the form's default
             raise MixtuneError(f"config key '{key}' is {value!r}: choose one of {', '.join(allowed)}")
     checks = [
         ("search.split_ratio", 0.0 < config.search.split_ratio < 1.0, "a fraction strictly between 0 and 1"),
         ("search.splits", config.search.splits >= 1, "at least 1"),
-        ("search.unroll_steps", config.search.unroll_steps >= 1, "at least 1"),
+        ("search.unroll_steps", config.search.unroll_steps is None or config.search.unroll_steps >= 1, "at least 1"),
         ("search.workers", config.search.workers >= 1, "at least 1"),
         ("mixup.rank", config.mixup.rank is None or config.mixup.rank >= 1, "at least 1, or null for full rank"),
         ("mixup.init_share", 0.0 < config.mixup.init_share < 1.0, "strictly between 0 and 1 (a sigmoid's value)"),

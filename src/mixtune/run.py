@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mixtune.config import RunConfig, save_yaml, validate
+from mixtune.config import RunConfig, resolve_form_defaults, save_yaml, validate
 from mixtune.data import load_task
 from mixtune.data.batching import by_length, clamp_max_length, encode, length_order, make_loader
 from mixtune.data.examples import TaskSpec
@@ -111,6 +111,9 @@ def _run(
     search_cache: Path | None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    # Here, before anything reads the config: the method, the search cache key and the record all see one set of
+    # concrete values, while the caller's config (and a benchmark cell's settings hash) keeps only what was set.
+    config = resolve_form_defaults(config)
     method_cls = method_class(config.method)
     output = Path(config.output_dir) if config.output_dir else default_output_dir(config)
     if write:

@@ -292,5 +292,6 @@ def test_shipped_tune_config(checkout):
         default = METHODS[name].default_lr
         assert sorted({v["train"]["lr"] for v in own}) == pytest.approx([default, 2.5 * default, 5 * default]), name
         assert {v["train"]["epochs"] for v in own} == {3, 10}
-        assert all(set(v) == {"data", "train", "method", "model", "pooling", "seed"} for v in own)  # search at its defaults
+        assert all(set(v) == {"data", "train", "method", "model", "pooling", "mixup", "seed"} for v in own)  # search unset
         assert all(v["pooling"] == "cls" and v["train"]["select"] == "last" for v in own)  # the first pipeline, pinned
+        assert all(v["mixup"] == {"form": "released"} for v in own)  # and the released form, whatever the default

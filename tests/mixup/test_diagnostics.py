@@ -41,7 +41,7 @@ def test_signal_to_noise_is_the_median_of_abs_mean_over_std():
 
 def test_pure_noise_gives_the_noise_level():
     model = tiny_bert()
-    inject_mixup(model, MixupConfig(form="share", rank=None))  # one theta per weight entry
+    inject_mixup(model, MixupConfig(form="share", granularity="rank", rank=None))  # one theta per entry
     diagnostics = SearchDiagnostics(model)
     generator = torch.Generator().manual_seed(0)
     shapes = [p.shape for _, layer in mixup_layers(model) for p in layer.alpha_parameters()]

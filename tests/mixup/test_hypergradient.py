@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mixtune.config import SearchConfig
+from mixtune.errors import MixtuneError
 from mixtune.mixup import (
     alpha_parameters,
     bilevel_search,
@@ -17,6 +18,7 @@ from mixtune.mixup.bilevel import (
     finite_difference_hypergradient,
     first_order_hypergradient,
     mean_loss_gradients,
+    derived_alpha_lr,
     schedule_sum,
 )
 from tests.conftest import tiny_batch
@@ -142,3 +144,9 @@ def test_alpha_lr_sum_sets_the_budget_and_the_share_form_travels(hypergradient):
         travels[form] = log["diagnostics"]["share_travel"]
         assert all(layer.form == form for _, layer in mixup_layers(model))
     assert travels["share"] > 10 * travels["released"]
+
+
+def test_an_unreachable_alpha_lr_sum_is_a_one_line_error():
+    assert derived_alpha_lr(1.0, schedule_sum("cosine", 6, 0.1), 6) == pytest.approx(1.0 / schedule_sum("cosine", 6, 0.1))
+    with pytest.raises(MixtuneError, match="warm-up"):
+        derived_alpha_lr(1.0, schedule_sum("cosine", 1, 0.1), 1)  # one alpha step, in warm-up: lr 0

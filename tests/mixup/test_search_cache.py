@@ -70,19 +70,41 @@ def test_the_key_follows_search_data_seed_and_model_not_finetune_settings(tmp_pa
 
 
 def test_options_added_later_leave_the_released_key_as_it_was():
-    """Searches cached before the share form, the outer-pass options and the lr budget stay valid: at their
-    defaults those options are not in the key; set, they are; fd_precondition is keyed for finite differences."""
-    from mixtune.config import MixupConfig, SearchConfig
+    """Searches cached before the share form, the outer-pass options, the lr budget and the form's defaults stay
+    valid: the default config keys exactly as it did (these dicts are the keyed settings from before); the added
+    options at their released values are not in the key; set, they are; fd_precondition is keyed for finite
+    differences."""
+    from mixtune.config import MixupConfig, SearchConfig, form_defaults
     from mixtune.mixup.search_cache import keyed_settings
 
-    released_mixup = {"form", "rank", "init_mean", "init_std", "target_modules"}
+    released_mixup = {"form": "released", "init_mean": 1.0, "init_std": 0.005, "rank": 1, "target_modules": None}
     released_search = {
-        "splits", "split_ratio", "epochs", "hypergradient", "fd_xi", "unroll_steps", "average", "inner_lr",
-        "inner_weight_decay", "inner_scheduler", "inner_max_grad_norm", "alpha_lr", "alpha_weight_decay",
-        "alpha_scheduler", "warmup_ratio",
+        "alpha_lr": 0.002, "alpha_scheduler": "cosine", "alpha_weight_decay": 0.0, "average": "all", "epochs": 3,
+        "fd_xi": None, "hypergradient": "first-order", "inner_lr": 2e-05, "inner_max_grad_norm": 5.0,
+        "inner_scheduler": "linear", "inner_weight_decay": 0.01, "split_ratio": 0.8, "splits": 5, "unroll_steps": 1,
+        "warmup_ratio": 0.1,
     }
-    assert set(keyed_settings(MixupConfig())) == released_mixup
-    assert set(keyed_settings(SearchConfig())) == released_search
-    assert keyed_settings(MixupConfig(form="share", granularity="row"))["granularity"] == "row"
-    assert keyed_settings(SearchConfig(alpha_lr_sum=1.0, outer_dropout=False)).keys() >= {"alpha_lr_sum", "outer_dropout"}
-    assert "fd_precondition" in keyed_settings(SearchConfig(hypergradient="finite-difference"))
+    mixup = lambda config: keyed_settings(config.resolved(), form_defaults(config.resolved().form, "mixup"))  # noqa: E731
+    search = lambda config, form=None: keyed_settings(config.resolved(form), form_defaults(form, "search"))  # noqa: E731
+    assert mixup(MixupConfig()) == released_mixup
+    assert search(SearchConfig()) == released_search and type(search(SearchConfig())["epochs"]) is int
+    assert mixup(MixupConfig(form="share", granularity="row"))["granularity"] == "row"
+    assert search(SearchConfig(alpha_lr_sum=1.0, outer_dropout=False)).keys() >= {"alpha_lr_sum", "outer_dropout"}
+    assert search(SearchConfig(), "share").keys() >= {"alpha_lr_sum", "outer_dropout", "outer_full_split"}
+    assert "fd_precondition" in search(SearchConfig(hypergradient="finite-difference"))
+
+
+def test_a_key_left_at_the_forms_default_and_the_same_value_set_key_alike(monkeypatch):
+    import mixtune.config as config_module
+
+    model = inject_mixup(tiny_bert(), build_config().mixup)
+    data = [{"input_ids": [2, 7, 9, 3], "attention_mask": [1, 1, 1, 1], "labels": label} for label in (0, 1)]
+    key = lambda values: search_key(model, data, build_config(values), 1)[0]  # noqa: E731
+    released = {"mixup": {"form": "released", "granularity": "rank"}, "search": {
+        "epochs": 3, "unroll_steps": 1, "outer_full_split": False, "outer_dropout": True, "alpha_lr": 2e-3}}
+    assert key({}) == key(released) == key({"search": {"epochs": 3.0}})  # an explicit 3 is read as 3.0
+    assert key({"search": {"epochs": 2}}) != key({})
+    share = {"mixup": {"form": "share", "granularity": "module"}, "search": {
+        "epochs": 2, "unroll_steps": 5, "outer_full_split": True, "outer_dropout": False, "alpha_lr_sum": 1.0}}
+    monkeypatch.setattr(config_module, "DEFAULT_MIXUP_FORM", "share")
+    assert key({}) == key(share) != key(released)

@@ -7,11 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from mixtune.config import MixupConfig, build_config
+import mixtune.config as config_module
+from mixtune.config import MixupConfig, SearchConfig, build_config
 from mixtune.errors import MixtuneError
 from mixtune.mixup import (
     MixupLinear,
     alpha_parameters,
+    bilevel_search,
     inject_mixup,
     merge_and_unload,
     mixup_layers,
@@ -120,8 +122,25 @@ def test_share_form_is_not_clamped_and_reset_is_seeded():
 def test_released_default_is_unchanged():
     layer = MixupLinear(nn.Linear(5, 4))
     assert layer.form == "released" and layer.granularity == "rank" and layer.alpha_b.shape == (1, 5)
-    assert MixupConfig().granularity == "rank" and MixupConfig().init_center == 1.0
+    assert MixupConfig().resolved().granularity == "rank" and MixupConfig().init_center == 1.0
     assert MixupConfig(form="share", init_share=0.2).init_center == 0.2
+
+
+def test_the_python_api_follows_the_default_form(monkeypatch):
+    """inject_mixup(model, MixupConfig()) and bilevel_search(..., SearchConfig()) take the default form's settings;
+    the search takes those of the form injected in the model."""
+    monkeypatch.setattr(config_module, "DEFAULT_MIXUP_FORM", "share")
+    model = inject_mixup(tiny_bert(), MixupConfig(init_share=0.3, init_std=0.0))
+    layers = [layer for _, layer in mixup_layers(model)]
+    assert {(layer.form, layer.granularity) for layer in layers} == {("share", "module")}
+    assert torch.allclose(layers[0].pretrained_share(), torch.tensor(0.3))
+    loader = [tiny_batch(seed=s) for s in range(10)]
+    log = bilevel_search(model, loader, loader, SearchConfig(), progress=False)
+    assert (log["inner_steps"], log["alpha_steps"]) == (20, 4)  # 2 epochs, an alpha step every 5 inner steps
+    assert log["alpha_lr_sum"] == pytest.approx(1.0)
+    released = inject_mixup(tiny_bert(), MixupConfig(form="released"))
+    log = bilevel_search(released, loader[:2], loader[:2], SearchConfig(), progress=False)
+    assert (log["inner_steps"], log["alpha_steps"], log["alpha_lr"]) == (6, 6, 2e-3)  # 3 epochs, unroll 1
 
 
 def test_config_rejects_bad_share_settings():

@@ -20,7 +20,7 @@ class Joint(MixupMethod):
     def parameter_groups(self, model: nn.Module, weight_decay: float, lr: float) -> list[dict]:
         """Task weights as usual (per-layer lrs under train.layer_decay); alpha with the search phase's alpha lr
         and weight decay, never layer-decayed: alpha has its own lr scale, not a layer's."""
-        search = self.config.search
+        search = self.config.search.resolved(self.config.mixup.form)
         alpha_group = {"params": alpha_parameters(model), "lr": search.alpha_lr, "weight_decay": search.alpha_weight_decay}
         return self.task_groups(model, task_parameters(model), weight_decay, lr) + [alpha_group]
 

@@ -25,7 +25,7 @@ class RandomAlpha(MixupMethod):
     Hyperparameters = RandomAlphaHyperparameters
 
     def prepare(self, model: nn.Module, ctx: FitContext) -> nn.Module:
-        if self.config.mixup.form == "share" and not 0.0 < self.hp.mean < 1.0:
+        if self.config.mixup.resolved().form == "share" and not 0.0 < self.hp.mean < 1.0:
             raise MixtuneError(
                 f"random-alpha with mixup.form share draws a pretrained share, in (0, 1); mean is {self.hp.mean}: "
                 "pass e.g. --method-arg mean=0.5"

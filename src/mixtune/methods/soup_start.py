@@ -68,8 +68,9 @@ class SoupStart(Method):
             )
         model = self.prepare(model, ctx)
         runtime = active()
+        search_config = cfg.search.resolved(cfg.mixup.form)  # the inner steps of the search of the config's form
         search = repeated_search(
-            model, ctx.features, SplitLoaders(ctx.tokenizer, cfg.train.batch_size), cfg.search, ctx.seed,
+            model, ctx.features, SplitLoaders(ctx.tokenizer, cfg.train.batch_size), search_config, ctx.seed,
             reset_alpha=keep_alpha, progress=ctx.progress, search_split=inner_steps_only,
             devices=None if runtime is None else worker_devices(runtime, cfg.search.workers),
         )

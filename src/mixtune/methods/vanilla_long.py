@@ -25,7 +25,7 @@ from mixtune.train import FitContext
 
 def mixup_blo_steps(config: RunConfig, examples: int, finetune_epochs: float) -> dict[str, int]:
     """The weight-optimiser steps mixup-blo makes on `examples` training examples under `config`."""
-    search, batch_size = config.search, config.train.batch_size
+    search, batch_size = config.search.resolved(config.mixup.form), config.train.batch_size
     per_split = steps_for(search.epochs, math.ceil(first_part(examples, search.split_ratio) / batch_size))
     finetune = steps_for(finetune_epochs, math.ceil(examples / batch_size))
     return {

@@ -22,8 +22,14 @@ from tqdm.auto import tqdm
 from mixtune.config import SearchConfig
 from mixtune.device import rng_state as device_rng_state
 from mixtune.device import set_rng_state
+from mixtune.errors import MixtuneError
 from mixtune.mixup.diagnostics import SearchDiagnostics
-from mixtune.mixup.inject import alpha_parameters, clamp_alpha, task_parameters
+from mixtune.mixup.inject import (
+    alpha_parameters,
+    clamp_alpha,
+    injected_form,
+    task_parameters,
+)
 from mixtune.optim import decay_groups, make_optimizer, make_schedule, steps_for
 from mixtune.train import batch_loss, cycle
 
@@ -158,6 +164,16 @@ def inner_optimizer(
     return optimizer, make_schedule(optimizer, config.inner_scheduler, total_steps, config.warmup_ratio)
 
 
+def derived_alpha_lr(lr_sum: float, multipliers: float, alpha_steps: int) -> float:
+    """The alpha learning rate whose scheduled values over the split's alpha steps sum to lr_sum."""
+    if multipliers <= 0:
+        raise MixtuneError(
+            f"search.alpha_lr_sum cannot be reached: each search split makes {alpha_steps} alpha step(s), all in the "
+            "schedule's warm-up at learning rate 0; lower search.unroll_steps or search.warmup_ratio, or train on more examples"
+        )
+    return lr_sum / multipliers
+
+
 def bilevel_search(
     model: nn.Module,
     train_loader: DataLoader,
@@ -166,7 +182,11 @@ def bilevel_search(
     desc: str = "search",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Alternate inner steps on D_tr and alpha steps on D_val for config.epochs passes over D_tr."""
+    """Alternate inner steps on D_tr and alpha steps on D_val for config.epochs passes over D_tr.
+
+    Keys `config` leaves unset take the defaults of the form injected in `model` (SearchConfig.resolved).
+    """
+    config = config.resolved(injected_form(model))
     alphas = alpha_parameters(model)
     named_weights = [(n, p) for n, p in task_parameters(model) if p.requires_grad]
     weights = [p for _, p in named_weights]
@@ -176,7 +196,7 @@ def bilevel_search(
     total_outer = -(-total_inner // config.unroll_steps)
     inner_opt, inner_schedule = inner_optimizer(named_weights, config, total_inner)
     multipliers = schedule_sum(config.alpha_scheduler, total_outer, config.warmup_ratio)
-    alpha_lr = config.alpha_lr if config.alpha_lr_sum is None else config.alpha_lr_sum / max(multipliers, 1e-12)
+    alpha_lr = config.alpha_lr if config.alpha_lr_sum is None else derived_alpha_lr(config.alpha_lr_sum, multipliers, total_outer)
     outer_opt = torch.optim.AdamW(alphas, lr=alpha_lr, weight_decay=config.alpha_weight_decay)
     outer_schedule = make_schedule(outer_opt, config.alpha_scheduler, total_outer, config.warmup_ratio)
     val_batches = cycle(val_loader)
@@ -184,7 +204,7 @@ def bilevel_search(
     diagnostics = SearchDiagnostics(model)
     model.train()
     started = time.perf_counter()
-    inner_losses, outer_losses = [], []
+    inner_losses = []
     with tqdm(total=total_inner, desc=desc, disable=not progress, leave=False) as bar:
         for step, batch in zip(range(total_inner), cycle(train_loader)):
             inner_losses.append(_inner_step(model, batch, weights, inner_opt, config.inner_max_grad_norm))

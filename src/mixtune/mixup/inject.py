@@ -84,6 +84,11 @@ def mixup_layers(model: nn.Module) -> Iterator[tuple[str, MixupLinear]]:
             yield name, module
 
 
+def injected_form(model: nn.Module) -> str | None:
+    """The mixup form of the model's layers (None: none injected): the form whose search defaults apply to it."""
+    return next((layer.form for _, layer in mixup_layers(model)), None)
+
+
 def alpha_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for _, layer in mixup_layers(model) for p in layer.alpha_parameters()]
 

@@ -67,7 +67,9 @@ class MixupLinear(nn.Module):
 
     @classmethod
     def from_config(cls, base_layer: nn.Linear, config: MixupConfig) -> MixupLinear:
-        """The layer a MixupConfig describes (peft-style: the config dataclass, then the wrapped nn.Linear)."""
+        """The layer a MixupConfig describes (peft-style: the config dataclass, then the wrapped nn.Linear); its
+        unset form and granularity are the defaults' (MixupConfig.resolved)."""
+        config = config.resolved()
         return cls(
             base_layer, config.rank, config.form, config.init_mean, config.init_std, config.granularity, config.init_share
         )

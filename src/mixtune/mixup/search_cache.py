@@ -3,7 +3,8 @@
 The search phase depends only on the model (its weights and architecture, with the seeded head and the
 injected alpha), the training features (content: input ids and labels, so the task data and the subset),
 the seed, the mixup and search configs, the batch size and max length; not on train.lr or train.epochs.
-A sha256 over exactly those is the key. An entry is two files:
+A sha256 over exactly those is the key, taken on the resolved settings (config.resolve_form_defaults): a key
+left at the form's default and the same value set explicitly key alike. An entry is two files:
 
     <key>.safetensors   the model's state_dict after repeated_search (every tensor), and the torch RNG
                         state at that moment, the GPU's too when it ran on one (so the finetune that
@@ -32,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mixtune.config import RunConfig
+from mixtune.config import RunConfig, form_defaults, resolve_form_defaults
 from mixtune.device import model_device, rng_state
 
 # Bump when the search's code changes what it produces: old entries are then never hit.
@@ -46,6 +47,8 @@ MODEL_CONFIG_IGNORED = ("_name_or_path", "transformers_version")  # where the mo
 
 def search_key(model: nn.Module, features: list[dict], config: RunConfig, seed: int) -> tuple[str, dict[str, Any]]:
     """(sha256 hex key, what went into it) for the search `model` is about to run on `features`."""
+    config = resolve_form_defaults(config)
+    form = config.mixup.form
     model_config = getattr(model, "config", None)
     architecture = {} if model_config is None else model_config.to_dict()
     inputs = {
@@ -56,8 +59,8 @@ def search_key(model: nn.Module, features: list[dict], config: RunConfig, seed: 
         "features_sha256": features_sha256(features),
         "examples": len(features),
         "seed": seed,
-        "mixup": keyed_settings(config.mixup),
-        "search": keyed_settings(config.search),
+        "mixup": keyed_settings(config.mixup, form_defaults(form, "mixup")),
+        "search": keyed_settings(config.search, form_defaults(form, "search")),
         "batch_size": config.train.batch_size,
         "max_length": config.train.max_length,
     }
@@ -70,21 +73,25 @@ def search_key(model: nn.Module, features: list[dict], config: RunConfig, seed: 
     return hashlib.sha256(text.encode()).hexdigest(), json.loads(text)
 
 
-# Options added after CACHE_FORMAT 1 whose default leaves the search as it was: left out of the key at their
-# default, so the searches cached before them stay valid (the released mixup is unchanged).
-ADDED_OPTIONS = ("granularity", "init_share", "alpha_lr_sum", "outer_full_split", "outer_dropout", "workers")
+# Options added after CACHE_FORMAT 1, at the value that leaves the search as it was (the released one): left out
+# of the key at that value, so the searches cached before them stay valid (the released mixup is unchanged).
+ADDED_OPTIONS = {
+    "granularity": "rank", "init_share": 0.5, "alpha_lr_sum": None, "outer_full_split": False, "outer_dropout": True
+}
 
 
-def keyed_settings(section: Any) -> dict[str, Any]:
-    """A mixup or search config as the key sees it: every field, except added options at their defaults.
+def keyed_settings(section: Any, form_values: dict[str, Any]) -> dict[str, Any]:
+    """A resolved mixup or search config as the key sees it: every field, except added options at their old value.
 
-    fd_precondition (and the bit-exact restore that came with it) changes finite-difference searches, so it is
-    keyed whenever the hypergradient is finite-difference, and left out when it has no effect (first order).
+    A value equal to the form's default (`form_values`) keys as that default: an explicit `search.epochs: 3`,
+    read as 3.0, keys as the default 3 does. fd_precondition (and the bit-exact restore that came with it)
+    changes finite-difference searches, so it is keyed whenever the hypergradient is finite-difference, and left
+    out when it has no effect (first order).
     """
     values = asdict(section)
-    defaults = asdict(type(section)())
-    for name in ADDED_OPTIONS:
-        if name in values and values[name] == defaults[name]:
+    values.update({name: value for name, value in form_values.items() if values[name] == value})
+    for name, old in ADDED_OPTIONS.items():
+        if name in values and values[name] == old:
             del values[name]
     if values.get("hypergradient") == "first-order":
         values.pop("fd_precondition", None)
