@@ -75,7 +75,7 @@ def test_a_similarity_task_runs_mixup_on_the_cosine_head_and_exports_it(tiny_mod
         tiny_model_dir, glue_dir, pooling="mean", pair_encoding="cosine", output_dir=str(tmp_path / "run"),
         data={"task": "stsb", "data_dir": str(glue_dir), "train_size": 20},
         mixup={"form": "share", "granularity": "module"},
-        search={"splits": 2, "epochs": 1, "outer_full_split": True, "outer_dropout": False, "alpha_lr_sum": 1.0},
+        search={"splits": 2, "epochs": 1, "unroll_steps": 1, "outer_full_split": True, "outer_dropout": False, "alpha_lr_sum": 1.0},
     )
     record = run(config, progress=False)
     assert record["head"] == {"pooling": "mean", "pair_encoding": "cosine"}
