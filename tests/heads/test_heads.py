@@ -182,3 +182,19 @@ def test_export_reloads_with_plain_transformers_and_identical_logits(st_model_di
     else:
         assert config["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_mixtune.")
         assert config["mixtune_pooling"] == pooling and config["mixtune_pair_encoding"] == pairs
+
+
+def test_a_similarity_task_gets_the_cosine_head_by_default_and_classification_pairs_stay_joint(st_model_dir, glue_dir):
+    from mixtune.config import build_config
+    from mixtune.run import run
+
+    def head(task: str, method: str) -> dict:
+        config = build_config({
+            "method": method, "model": str(st_model_dir), "data": {"task": task, "data_dir": str(glue_dir), "train_size": 12},
+            "train": {"epochs": 1, "max_length": 24, "batch_size": 6},
+        })
+        return run(config, progress=False, write=False)["head"]
+
+    assert head("stsb", "vanilla") == {"pooling": "mean", "pair_encoding": "cosine"}
+    assert head("rte", "vanilla") == {"pooling": "mean", "pair_encoding": "joint"}
+    assert head("stsb", "linear-probe")["pair_encoding"] == "separate"

@@ -39,7 +39,9 @@ class Method:
     # chance, and selection makes a longer budget safe (Mosbach et al. 2021 train 20 with early stopping).
     default_epochs: ClassVar[float] = 10
     supports_regression: ClassVar[bool] = True
-    pair_encoding: ClassVar[str] = "joint"  # how sentence pairs are encoded unless the config says (mixtune.heads)
+    # How sentence pairs are encoded unless the config says (mixtune.heads.resolve_pair_encoding): auto = the cosine
+    # head for similarity scores on a sentence-embedding backbone, joint otherwise.
+    pair_encoding: ClassVar[str] = "auto"
     full_finetuning: ClassVar[bool] = True  # False: train.layer_decay / train.reinit_layers do not apply
 
     def __init__(self, config: RunConfig) -> None:
