@@ -31,7 +31,7 @@ def add_train_parser(subparsers) -> None:
     parser.add_argument("--method", help="mixup-blo (default), vanilla, joint, random-alpha, ...")
     parser.add_argument("--model", help="model folder or hub id (default: the packaged all-MiniLM-L6-v2)")
     parser.add_argument("--pooling", help="head: auto (default: the backbone's own pooling), cls (the architecture's head), mean, max")
-    parser.add_argument("--pair-encoding", help="sentence pairs: joint (cross-encoder), separate (bi-encoder) or cosine (bi-encoder on cosine similarity); the last two need a pooled head")
+    parser.add_argument("--pair-encoding", help="sentence pairs: auto (default: cosine for similarity scores on a sentence-embedding backbone, else joint), joint (cross-encoder), separate (bi-encoder), cosine (bi-encoder on cosine similarity)")
     parser.add_argument("--seed", help="seed of the subsample, the head init and training (default 1)")
     parser.add_argument("--output-dir", help="run folder (default runs/TASK-METHOD-nN-sSEED)")
     parser.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:N")
