@@ -153,11 +153,12 @@ def _run(
 
     eval_started = time.perf_counter()
     metrics, predictions = {"dev": evaluate(model, dev_loader, spec)}, {}
-    for name, examples in task.tests.items():
-        metrics[name], predictions[name] = score_split(model, encode_eval(examples), loader_of, spec)
+    test_features = {name: encode_eval(examples) for name, examples in task.tests.items()}  # encoded once
+    for name, features in test_features.items():
+        metrics[name], predictions[name] = score_split(model, features, loader_of, spec)
     last_step = None
     if ctx.last_step_state is not None:
-        last_step = last_step_metrics(model, ctx.last_step_state, task.tests, eval_loader, spec)
+        last_step = last_step_metrics(model, ctx.last_step_state, test_features, loader_of, spec)
     ctx.phase_times["eval"] = time.perf_counter() - eval_started
 
     record = {
@@ -213,11 +214,13 @@ def score_split(
     return scores, compact_predictions(spec, predictions)
 
 
-def last_step_metrics(model: nn.Module, last: dict, tests: dict, eval_loader, spec) -> dict[str, dict[str, float]]:
+def last_step_metrics(
+    model: nn.Module, last: dict, test_features: dict[str, list[dict]], loader_of: Callable[[list[dict]], DataLoader], spec
+) -> dict[str, dict[str, float]]:
     """The test scores of the last step's weights; the model goes back to the selected ones after."""
     selected = trainable_state(model)
     load_trainable_state(model, last)
-    scores = {name: evaluate(model, eval_loader(examples), spec) for name, examples in tests.items()}
+    scores = {name: evaluate(model, loader_of(by_length(features)), spec) for name, features in test_features.items()}
     load_trainable_state(model, selected)
     return scores
 
