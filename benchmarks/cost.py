@@ -1,6 +1,7 @@
 """Cost of the method's steps against a vanilla step, measured side by side in one run.
 
     python benchmarks/cost.py [--steps 12] [--batch-size 16] [--length 128] [--out results/cost.json]
+                              [--other-model FOLDER]
 
 Each mode runs in its own fresh process (so peak memory is its own) on the same batches of the default
 model (all-MiniLM-L6-v2), through the same functions a real run uses:
@@ -8,6 +9,7 @@ model (all-MiniLM-L6-v2), through the same functions a real run uses:
   finetune       one step of the shared loop with mixup injected and alpha frozen (mixup-blo's finetune phase)
   blo-first      one bi-level iteration: an inner step on a D_tr batch + a first-order alpha step on a D_val batch
   blo-fd         the same with the finite-difference (DARTS second-order) hypergradient
+  other-model    (with --other-model) a vanilla step of another backbone: what a run on it costs, per step
 Targets (issue 2): finetune <= 1.10x vanilla, blo-first <= 2.1x vanilla.
 """
 
@@ -40,7 +42,7 @@ def make_batches(tokenizer, count: int, batch_size: int, length: int) -> list[di
     return batches
 
 
-def measure(mode: str, steps: int, batch_size: int, length: int, queue) -> None:
+def measure(mode: str, steps: int, batch_size: int, length: int, queue, model_name: str | None = None) -> None:
     """Runs in a child process: per-step seconds (after warm-up) and this process's peak memory."""
     import torch
 
@@ -55,13 +57,14 @@ def measure(mode: str, steps: int, batch_size: int, length: int, queue) -> None:
     from mixtune.train import FitContext, train_loop
 
     spec = TaskSpec("bench", "classification", ["a", "b"], ["0", "1"], ["accuracy"])
-    tokenizer, model, _ = load_model(None, spec, seed=0)
+    tokenizer, model, _ = load_model(model_name, spec, seed=0)
     config = RunConfig()
     config.search.hypergradient = "finite-difference" if mode == "blo-fd" else "first-order"
     config.search.epochs = 1  # one pass over the given batches: one iteration per batch
     ctx = FitContext([], tokenizer, config, seed=0, progress=False)
-    method = Vanilla(config) if mode == "vanilla" else MixupBLO(config)
-    if mode != "vanilla":
+    plain = mode in ("vanilla", "other-model")
+    method = Vanilla(config) if plain else MixupBLO(config)
+    if not plain:
         inject_mixup(model, config.mixup)
     if mode == "finetune":
         set_alpha_trainable(model, False)
@@ -71,7 +74,7 @@ def measure(mode: str, steps: int, batch_size: int, length: int, queue) -> None:
 
     def run_steps(train, val) -> float:
         started = time.perf_counter()
-        if mode in ("vanilla", "finetune"):
+        if plain or mode == "finetune":
             train_loop(model, train, method, 2e-5, 1, ctx, desc=mode)
         else:
             bilevel_search(model, train, val, config.search, progress=False)
@@ -89,12 +92,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--out", default="results/cost.json")
+    parser.add_argument("--other-model", help="a model folder or hub id whose vanilla step is measured too")
     args = parser.parse_args()
     context = mp.get_context("spawn")
     results = {}
-    for mode in MODES:
+    for mode in MODES + (("other-model",) if args.other_model else ()):
         queue = context.Queue()
-        process = context.Process(target=measure, args=(mode, args.steps, args.batch_size, args.length, queue))
+        model_name = args.other_model if mode == "other-model" else None
+        process = context.Process(target=measure, args=(mode, args.steps, args.batch_size, args.length, queue, model_name))
         process.start()
         results[mode] = queue.get()
         process.join()
@@ -108,7 +113,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"batch_size": args.batch_size, "length": args.length, "steps": args.steps, "machine": platform.machine(),
-            "cpus": mp.cpu_count(), "command": "python benchmarks/cost.py"}
+            "cpus": mp.cpu_count(), "other_model": args.other_model, "command": "python benchmarks/cost.py"}
     out.write_text(json.dumps({"settings": meta, "results": results}, indent=1))
     print(f"wrote {out}")
 

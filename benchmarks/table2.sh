@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Issue #15's second table end to end: tune -> select -> the n = 300 table -> its reports. Every step resumes,
+# so after an interruption run it again and it goes on where it stopped (a finished step costs seconds).
+#   bash benchmarks/table2.sh                # WORKERS=N for N single-threaded runs side by side (default 2)
+# The tuned choice (benchmarks/tuned_table2.yaml) is written once and then kept: delete it to select again.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source benchmarks/chain.sh
+
+bench benchmarks/tune_table2.yaml
+if [ ! -f benchmarks/tuned_table2.yaml ]; then
+  # every candidate's dev scores are kept beside the results (only when select succeeds)
+  mixtune select results/tune_table2.jsonl --out benchmarks/tuned_table2.yaml > results/tune_table2-selection.txt.partial || exit $?
+  mv results/tune_table2-selection.txt.partial results/tune_table2-selection.txt
+  cat results/tune_table2-selection.txt
+fi
+bench benchmarks/table2_n300.yaml
+mixtune report results/table2_n300.jsonl --out results/table2_n300-report --focus mixup-blo
+mixtune report results/table2_n300.jsonl --out results/table2_n300-vs-soup --focus mixup-blo --baseline soup-start
