@@ -79,6 +79,8 @@ class Timings:
         return {phase: statistics.median(values) for phase, values in ratios.items()} if ratios else None
 
     def price(self, cell: Cell, config: dict[str, Any], with_search: bool) -> float | None:
+        if cell.size is None:  # the whole training split: its size is not in the cell
+            return None
         what = kind(config["method"], config["mixup"])
         per_example = self.median(what, cell.task, cell.model)
         if per_example is None:
@@ -86,7 +88,7 @@ class Timings:
             if ratios is None or vanilla is None:
                 return None
             per_example = {phase: ratio * vanilla["rest"] for phase, ratio in ratios.items()}
-        units = budgets(config, cell.size or DEFAULT_SIZE)
+        units = budgets(config, cell.size)
         phases = ("search", "rest") if with_search else ("rest",)
         return sum(per_example.get(phase, 0.0) * units[phase] for phase in phases)
 
