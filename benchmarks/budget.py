@@ -3,12 +3,13 @@
     python benchmarks/budget.py benchmarks/table2_n300.yaml --from results/pilot_head.jsonl results/pilot_mixup.jsonl
         [--workers 2] [--by method|task|seed]
 
-Each cell still to run is priced phase by phase from the finished runs (one thread each) of the same method
+Each cell still to run is priced phase by phase from the finished runs (one thread each; their CPU seconds where
+the record has cpu_s, else their wall time) of the same method
 (mixup-blo: the same form and granularity), task and model: the median seconds per example of its search
 (time_s.search over size x search.epochs) and of the rest (over size x train.epochs), times the cell's own
 budgets. Cells that share a cached search pay for it once. A method never timed on that task is priced by its
 median ratio to vanilla on the tasks where both ran; cells with no basis at all are counted apart.
-Run times of busy machines inflate the medians: pass the quietest files.
+Wall times of busy machines inflate the medians: without cpu_s, pass the quietest files.
 """
 
 from __future__ import annotations
@@ -59,10 +60,14 @@ class Timings:
                 if record.get("status") != "ok" or not size or "time_s" not in record:
                     continue
                 times, units = record["time_s"], budgets(record["config"], size)
-                phases = {"search": times.get("search", 0.0), "rest": times["total"] - times.get("search", 0.0)}
+                search = times.get("search", 0.0)
+                cached = record.get("search_cached") or "cached" in ((record.get("log") or {}).get("search") or {})
+                phases = {"search": search, "rest": times["total"] - (0.0 if cached else search)}  # cached: not in total
+                # CPU seconds where the record has them (a busy machine inflates wall time, not CPU time)
+                cpu_share = record["cpu_s"] / times["total"] if record.get("cpu_s") and times["total"] > 0 else 1.0
                 key = (kind(record["method"], record["config"]["mixup"]), record["key"]["task"], record["key"]["model"])
                 for phase, seconds in phases.items():
-                    self.per_example[key][phase].append(seconds / units[phase])
+                    self.per_example[key][phase].append(seconds * cpu_share / units[phase])
 
     def median(self, what: Kind, task: str, model: str | None) -> dict[Phase, float] | None:
         phases = self.per_example.get((what, task, model))

@@ -192,6 +192,7 @@ def test_cli_end_to_end_on_minilm_exports_a_plain_checkpoint(tmp_path, capsys, g
     record = json.loads((out / "run.json").read_text())
     assert record["export"]["max_abs_logit_diff"] < 1e-4
     assert set(record["time_s"]) >= {"search", "finetune", "eval", "total"}
+    assert record["cpu_s"] > 0
     assert len(record["indices"]["train"]) == 24 and record["peak_memory_mb"] > 0
     assert (out / "model" / "alpha.safetensors").is_file() and (out / "config.yaml").is_file()
 

@@ -110,7 +110,7 @@ def _run(
     on_trained: Callable[[nn.Module, dict[str, Any]], None] | None,
     search_cache: Path | None,
 ) -> dict[str, Any]:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     # Here, before anything reads the config: the method, the search cache key and the record all see one set of
     # concrete values, while the caller's config (and a benchmark cell's settings hash) keeps only what was set.
     config = resolve_form_defaults(config)
@@ -178,6 +178,7 @@ def _run(
         "versions": library_versions(),
     }
     record["time_s"] = {**ctx.phase_times, "total": time.perf_counter() - started}
+    record["cpu_s"] = time.process_time() - cpu_started  # all threads: what the run costs even on a busy machine
     record["peak_memory_mb"] = peak_memory_mb()
     if ctx.search_cached:
         record["search_cached"] = True

@@ -22,14 +22,15 @@ def budget():
     return module
 
 
-def record(method: str, task: str, seed: int, total: float, search: float | None = None, epochs: float = 10) -> dict:
+def record(method: str, task: str, seed: int, total: float, search: float | None = None, cached: bool = False) -> dict:
     config = RunConfig(method=method, seed=seed)
-    config.train.epochs = epochs
+    config.train.epochs = 10
     config.search.epochs = 2
     config.mixup.form, config.mixup.granularity = "share", "module"
     times = {"total": total, **({"search": search} if search is not None else {})}
     key = {"model": None, "task": task, "size": 300, "method": method, "seed": seed, "config_hash": "x"}
-    return {"key": key, "status": "ok", "method": method, "config": config.to_dict(), "time_s": times}
+    log = {"search": {"cached": "f00d"}} if cached else {}
+    return {"key": key, "status": "ok", "method": method, "config": config.to_dict(), "time_s": times, "log": log}
 
 
 def priced(out: str, group: str) -> str:
@@ -71,10 +72,19 @@ def test_prices_by_the_median_scaled_to_the_cells_budget(budget, tmp_path, capsy
     assert "0.1 h on 2 workers" in out
 
 
+def test_cpu_seconds_beat_wall_time_where_recorded(budget, tmp_path, capsys):
+    """A run that waited for the CPU half the time: 400 s of wall time, 200 CPU-seconds."""
+    timed = write_records(tmp_path, [{**record("vanilla", "sst2", 1, 400.0), "cpu_s": 200.0}])
+    config = write_config(tmp_path, ["vanilla"], {})
+    assert budget.main([str(config), "--from", str(timed)]) == 0
+    assert priced(capsys.readouterr().out, "vanilla") == "200"
+
+
 def test_cells_sharing_a_cached_search_pay_for_it_once(budget, tmp_path, capsys):
     timed = write_records(tmp_path, [
         record("vanilla", "sst2", 1, 100.0),
         record("mixup-blo", "sst2", 1, 300.0, search=200.0),  # search 200 s over 300 x 2, the rest 100 s over 300 x 10
+        record("mixup-blo", "sst2", 2, 100.0, search=200.0, cached=True),  # the same: a reused search is not in total
     ])
     lrs = {"mixup-blo": {"mixup": {"form": "share", "granularity": "module"}, "sweep": {"train.lr": [1e-5, 2e-5, 3e-5]}}}
     config = write_config(tmp_path, ["mixup-blo"], lrs)
