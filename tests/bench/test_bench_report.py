@@ -81,8 +81,8 @@ def test_focus_method_against_each_other_row_on_shared_tasks(report):
 
 def test_cost_is_median_and_median_paired_ratio(report):
     table = section(report[1], "Cost")
-    assert row(table, "vanilla") == ["6", "10.0", "1.00x", "1000", "1.00x"]
-    assert row(table, "mixup-blo") == ["6", "20.0", "2.00x", "1500", "1.50x"]  # ratios 3 2 4 2 2 2
+    assert row(table, "vanilla") == ["6", "10.0", "1.00x", "—", "1000", "1.00x"]  # no CPU times recorded
+    assert row(table, "mixup-blo") == ["6", "20.0", "2.00x", "—", "1500", "1.50x"]  # ratios 3 2 4 2 2 2
 
 
 def test_alpha_failures_and_settings_sections(report):
@@ -146,7 +146,32 @@ def test_settings_say_where_tuned_values_came_from_and_cached_searches_cost_what
     assert f"- `benchmarks/tuned.yaml`: {source.partition(': ')[2]}" in settings
     cost = section(text + "## Model default, n = 500", "Cost")
     assert "1 runs (mixup-blo) loaded their search from the search cache" in cost
-    assert row(cost, "mixup-blo") == ["2", "210.0", "21.00x", "3000", "3.00x"]
+    assert row(cost, "mixup-blo") == ["2", "210.0", "21.00x", "—", "3000", "3.00x"]  # no cpu_s in these records
+
+
+def test_cost_in_cpu_time_pairs_only_runs_that_recorded_it(tmp_path):
+    """Seed 1: vanilla 100 s of wall time on 50 s of CPU (a busy machine), mixup-blo 150 s on 150 s: 1.5x in
+    wall time, 3x in CPU time. Seed 2's vanilla has no cpu_s, so its pair counts in wall time only. Seed 3's
+    mixup-blo reused a cached search of 200 s: its CPU time counts 20 + 200 against vanilla's 50 (4.4x)."""
+    import json
+
+    from .conftest import record_line
+
+    lines = [
+        record_line("rte", "vanilla", 1, 50, seconds=100.0, cpu_s=50.0),
+        record_line("rte", "mixup-blo", 1, 50, seconds=150.0, cpu_s=150.0),
+        record_line("rte", "vanilla", 2, 50, seconds=100.0),
+        record_line("rte", "mixup-blo", 2, 50, seconds=150.0, cpu_s=150.0),
+        record_line("rte", "vanilla", 3, 50, seconds=50.0, cpu_s=50.0),
+        record_line("rte", "mixup-blo", 3, 50, seconds=20.0, cpu_s=20.0, search_cached=True,
+                    time_s={"total": 20.0, "search": 200.0}),
+    ]
+    path = tmp_path / "table.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_report([path], tmp_path / "out")
+    cost = section((tmp_path / "out" / "report.md").read_text() + "## Model default, n = 500", "Cost")
+    # wall: 1.5, 1.5, 4.4 -> median 1.5; CPU: 3.0 and 4.4 -> median 3.7
+    assert row(cost, "mixup-blo")[2:4] == ["1.50x", "3.70x"]
 
 
 def test_selection_section_compares_the_chosen_and_the_last_step(tmp_path):

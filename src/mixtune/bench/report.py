@@ -5,7 +5,8 @@ MNLI: matched), stability (std, worst seed, degenerate and failed runs, and how 
 test examples), a paired comparison with the baseline (mean difference over shared seeds, 95% bootstrap CI
 over seeds, win rate with ties as half a win), the focus method (the main method by default) against every
 other row task by task and its verdict over all paired (task, seed) runs, cost (median wall time and peak
-memory, and their median paired ratio to the baseline) and the learned alpha.
+memory, and their median paired ratio to the baseline; the CPU-time ratio too, from records with cpu_s) and the
+learned alpha.
 A method label with runs under several config hashes is shown as one row per hash ("lora@1a2b3c4d").
 """
 

@@ -36,6 +36,7 @@ class Run:
     degenerate: bool
     seconds: float
     memory_mb: float
+    cpu_seconds: float | None = None  # CPU time (cpu_s), search included as seconds is; None in older records
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     config_hash: str = ""
     alpha: list[dict[str, Any]] | None = None
@@ -107,6 +108,7 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
     degenerate = scores.get("constant_predictions") == 1 or (metric in CORRELATION_METRICS and score == 0.0)
     notes = {k: v for k, v in record.get("data_sources", {}).items() if k.endswith("_note")}
     seconds, memory = run_cost(record)
+    cpu = record.get("cpu_s")
     return Run(
         model=key["model"] or "default",
         size=key["size"],
@@ -118,6 +120,7 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
         degenerate=degenerate,
         seconds=seconds,
         memory_mb=memory,
+        cpu_seconds=None if cpu is None else cpu + (seconds - float(record["time_s"]["total"])),
         hyperparameters=record.get("hyperparameters", {}),
         config_hash=key["config_hash"],
         alpha=record.get("alpha_summary"),
@@ -178,10 +181,14 @@ def paired_differences(runs: list[Run], method: str, baseline: str, task: str) -
     return [r.score - base[r.pair_key] for r in own]
 
 
-def paired_ratio(runs: list[Run], method: str, baseline: str, value: Callable[[Run], float]) -> float | None:
-    """Median over shared cells of value(method run) / value(baseline run)."""
+def paired_ratio(runs: list[Run], method: str, baseline: str, value: Callable[[Run], float | None]) -> float | None:
+    """Median over shared cells of value(method run) / value(baseline run); cells where either is None are left out."""
     base = {r.pair_key: value(r) for r in runs if r.method == baseline}
-    ratios = [value(r) / base[r.pair_key] for r in runs if r.method == method and r.pair_key in base and base[r.pair_key] > 0]
+    ratios = [
+        own / base[r.pair_key]
+        for r in runs
+        if r.method == method and (own := value(r)) is not None and base.get(r.pair_key) and base[r.pair_key] > 0
+    ]
     return statistics.median(ratios) if ratios else None
 
 

@@ -116,24 +116,39 @@ def _mean_stds(own: list[tuple[float, float | None]], theirs: list[tuple[float, 
 
 
 def cost_table(runs: list[Run], methods: list[str], baseline: str) -> list[str]:
-    """Median wall time and peak memory per method, and the median paired ratio to the baseline."""
+    """Median wall time and peak memory per method, and the median paired ratio to the baseline; CPU time too
+    (records with cpu_s), which a busy machine does not inflate as it does wall time."""
     rows = []
     for method in methods:
         own = [r for r in runs if r.method == method]
-        time_ratio = paired_ratio(runs, method, baseline, lambda r: r.seconds)
-        memory_ratio = paired_ratio(runs, method, baseline, lambda r: r.memory_mb)
+        ratios = [paired_ratio(runs, method, baseline, value) for value in (seconds_of, cpu_of, memory_of)]
         rows.append(
             [
                 method,
                 str(len(own)),
                 f"{statistics.median(r.seconds for r in own):.1f}",
-                fmt(time_ratio) + ("x" if time_ratio is not None else ""),
+                *(fmt(ratio) + ("x" if ratio is not None else "") for ratio in ratios[:2]),
                 f"{statistics.median(r.memory_mb for r in own):.0f}",
-                fmt(memory_ratio) + ("x" if memory_ratio is not None else ""),
+                fmt(ratios[2]) + ("x" if ratios[2] is not None else ""),
             ]
         )
-    header = ["method", "runs", "median time (s)", f"time / {baseline}", "median peak memory (MB)", f"memory / {baseline}"]
+    header = [
+        "method", "runs", "median time (s)", f"time / {baseline}", f"CPU time / {baseline}",
+        "median peak memory (MB)", f"memory / {baseline}",
+    ]
     return markdown_table(header, rows)
+
+
+def seconds_of(run: Run) -> float:
+    return run.seconds
+
+
+def cpu_of(run: Run) -> float | None:
+    return run.cpu_seconds
+
+
+def memory_of(run: Run) -> float:
+    return run.memory_mb
 
 
 def per_role_table(runs: list[Run], methods: list[str], cell: Callable[[list[dict]], str]) -> list[str]:
