@@ -29,6 +29,24 @@ def test_bench_runs_the_grid_and_resumes(config, tmp_path, monkeypatch, capsys):
     assert len(read_results(results)) == 4
 
 
+def test_bench_seeds_runs_some_seeds_now_and_the_rest_later(config, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runner, "run_cell", fake_runs.ok_run)
+    results = tmp_path / "out" / "mini.jsonl"
+    assert main(["bench", str(config), "--results", str(results), "--in-process", "--quiet", "--seeds", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert "2 ok, 0 failed in this sweep" in out and "2 cells now, 2 of other seeds left for a later sweep" in err
+    assert {r["key"]["seed"] for r in read_results(results)} == {2}
+    assert main(["bench", str(config), "--results", str(results), "--in-process", "--quiet"]) == 0
+    assert "2 ok, 0 failed in this sweep; 2 done before" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seeds, message", [("1-3", "the grid has no seed 3"), ("one", "write seeds and ranges")])
+def test_bench_seeds_outside_the_grid_are_a_one_line_error(config, tmp_path, capsys, seeds, message):
+    assert main(["bench", str(config), "--results", str(tmp_path / "r.jsonl"), "--seeds", seeds]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not (tmp_path / "r.jsonl").exists()
+
+
 def test_bench_exits_1_when_a_run_failed(config, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runner, "run_cell", fake_runs.nan_on_mixup)
     assert main(["bench", str(config), "--results", str(tmp_path / "r.jsonl"), "--in-process", "--quiet"]) == 1
