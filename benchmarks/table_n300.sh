@@ -8,11 +8,6 @@ cd "$(dirname "$0")/.."
 source benchmarks/chain.sh
 
 bench benchmarks/tune_n300.yaml
-if [ ! -f benchmarks/tuned_n300.yaml ]; then
-  # the table of every variant's dev scores is kept beside the results (only when select succeeds)
-  mixtune select results/tune_n300.jsonl --out benchmarks/tuned_n300.yaml > results/tune_n300-selection.txt.partial || exit $?
-  mv results/tune_n300-selection.txt.partial results/tune_n300-selection.txt
-  cat results/tune_n300-selection.txt
-fi
+select_once tune_n300
 bench benchmarks/table_n300.yaml
 mixtune report results/table_n300.jsonl
