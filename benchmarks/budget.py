@@ -26,6 +26,7 @@ from typing import Any
 from mixtune.bench.grid import Cell, load_grid
 from mixtune.bench.results import read_results
 from mixtune.bench.runner import plan
+from mixtune.bench.runs import run_cost
 from mixtune.config import build_config, form_defaults, resolve_form_defaults
 from mixtune.errors import MixtuneError
 
@@ -61,8 +62,8 @@ class Timings:
                     continue
                 times, units = record["time_s"], budgets(record["config"], size)
                 search = times.get("search", 0.0)
-                cached = record.get("search_cached") or "cached" in ((record.get("log") or {}).get("search") or {})
-                phases = {"search": search, "rest": times["total"] - (0.0 if cached else search)}  # cached: not in total
+                alone, _ = run_cost(record)  # a search loaded from the cache counted at its original time
+                phases = {"search": search, "rest": alone - search}
                 # CPU seconds where the record has them (a busy machine inflates wall time, not CPU time)
                 cpu_share = record["cpu_s"] / times["total"] if record.get("cpu_s") and times["total"] > 0 else 1.0
                 key = (kind(record["method"], record["config"]["mixup"]), record["key"]["task"], record["key"]["model"])
@@ -76,10 +77,10 @@ class Timings:
     def ratio_to_vanilla(self, what: Kind, model: str | None) -> dict[Phase, float] | None:
         """The kind's median time per example over vanilla's on the tasks both ran (phase by phase)."""
         ratios: dict[Phase, list[float]] = defaultdict(list)
-        for other, task, other_model in list(self.per_example):
-            vanilla, own = self.median(("vanilla",), task, model), self.median(what, task, model)
-            if other == what and other_model == model and vanilla and own:
-                for phase, seconds in own.items():
+        tasks = [task for other, task, other_model in self.per_example if other == what and other_model == model]
+        for task in tasks:
+            if vanilla := self.median(("vanilla",), task, model):
+                for phase, seconds in self.median(what, task, model).items():
                     ratios[phase].append(seconds / vanilla["rest"])
         return {phase: statistics.median(values) for phase, values in ratios.items()} if ratios else None
 
