@@ -31,13 +31,27 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixtune.config import RunConfig, build_config, load_yaml, set_dotted
+from mixtune.bench.checks import (
+    GRID_OWNED,
+    check_keys,
+    deep_merge,
+    has_dotted,
+    mapping,
+    optional_path,
+)
+from mixtune.bench.overrides import (
+    Variant,
+    load_variants,
+    parse_sweep,
+    resolve_label,
+    sweep_rows,
+)
+from mixtune.config import RunConfig, build_config, load_yaml
 from mixtune.data.glue import glue_task
 from mixtune.errors import MixtuneError
 from mixtune.methods import METHODS
@@ -50,8 +64,7 @@ TOP_KEYS = ("results", "base", "overrides", "overrides_file", "search_cache", "o
 RESOURCE_KEYS = ("cpus", "gpus")
 ORDERS = ("table", "seeds-first")
 KEY_FIELDS = ("model", "task", "size", "method", "seed", "config_hash")
-# Set by the grid only; and left out of the settings hash together with where data and output live.
-GRID_OWNED = ("method", "model", "seed", "data.task", "data.train_size")
+# GRID_OWNED (set by the grid only) is left out of the settings hash together with where data and output live.
 # Where and how fast a run computes, not what it computes: moving a sweep to GPUs resumes it (records say the device).
 UNHASHED = {*GRID_OWNED, "output_dir", "data.data_dir", "device", "search.workers"}
 HASH_CHARS = 8
@@ -93,16 +106,6 @@ class Grid:
     resources: dict[str, float] | None = None  # each run's request under --backend ray ({cpus: N} / {gpus: 1})
 
 
-@dataclass(frozen=True)
-class Variant:
-    """An overrides entry: the method it runs, its override values, its own sweep, where they came from."""
-
-    method: str
-    values: dict[str, Any]
-    sweep: dict[str, list]
-    settings_from: str | None = None
-
-
 def cell_id(key: dict[str, Any]) -> str:
     """A cell's identity as one string (results lines are matched to cells by it)."""
     return "|".join(str(key.get(name)) for name in KEY_FIELDS)
@@ -112,13 +115,13 @@ def load_grid(path: str | Path, results: str | Path | None = None) -> Grid:
     """Read, validate and expand a bench config; `results` (the --results flag) beats its results: key."""
     path = Path(path)
     values = load_yaml(path)
-    _check_keys(values, TOP_KEYS, "bench config")
-    base = _mapping(values.get("base"), "base")
+    check_keys(values, TOP_KEYS, "bench config")
+    base = mapping(values.get("base"), "base")
     for key in GRID_OWNED:
-        if _has_dotted(base, key):
+        if has_dotted(base, key):
             raise MixtuneError(f"bench config base sets '{key}': the grid sets it; list it under the grid's axes instead")
-    labels = _variants(_mapping(values.get("overrides"), "overrides"), values.get("overrides_file"))
-    top_sweep = _sweep(values.get("sweep"), "sweep")
+    labels = load_variants(mapping(values.get("overrides"), "overrides"), values.get("overrides_file"))
+    top_sweep = parse_sweep(values.get("sweep"), "sweep")
     blocks = values.get("grids")
     if blocks is None:
         blocks = [{}]
@@ -128,13 +131,13 @@ def load_grid(path: str | Path, results: str | Path | None = None) -> Grid:
     skipped: list[str] = []
     for number, block in enumerate(blocks):
         where = f"grids[{number}]" if "grids" in values else "bench config"
-        block = _mapping(block, where)
-        _check_keys(block, BLOCK_KEYS, where)
+        block = mapping(block, where)
+        check_keys(block, BLOCK_KEYS, where)
         axes = {axis: _axis(block.get(axis, values.get(axis)), axis, where) for axis in AXES}
-        sweep = _sweep(block["sweep"], f"{where}.sweep") if "sweep" in block else top_sweep
+        sweep = parse_sweep(block["sweep"], f"{where}.sweep") if "sweep" in block else top_sweep
         for cell in _expand(axes, base, labels, sweep, skipped, where):
             cells.setdefault(cell.id, cell)
-    search_cache = _optional_path(values.get("search_cache"), "search_cache", "folder")
+    search_cache = optional_path(values.get("search_cache"), "search_cache", "folder")
     return Grid(
         _ordered(list(cells.values()), values.get("order", "table")), skipped,
         _results_path(path, results or values.get("results")), search_cache, _resources(values.get("resources")),
@@ -145,8 +148,8 @@ def _resources(value: Any) -> dict[str, float] | None:
     """The per-run resource request: {cpus: N} and/or {gpus: G}, non-negative numbers, not both zero."""
     if value is None:
         return None
-    resources = _mapping(value, "resources")
-    _check_keys(resources, RESOURCE_KEYS, "bench config resources")
+    resources = mapping(value, "resources")
+    check_keys(resources, RESOURCE_KEYS, "bench config resources")
     for key, amount in resources.items():
         if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
             raise MixtuneError(f"bench config resources.{key} must be a number >= 0, got {amount!r}: write e.g. resources: {{gpus: 1}}")
@@ -167,174 +170,8 @@ def _ordered(cells: list[Cell], order: object) -> list[Cell]:
 
 
 def _results_path(config: Path, given: object) -> Path:
-    path = _optional_path(given, "results")
+    path = optional_path(given, "results")
     return Path("results") / f"{config.stem}.jsonl" if path is None else path
-
-
-def _optional_path(given: object, key: str, kind: str = "file") -> Path | None:
-    if given is None:
-        return None
-    if not isinstance(given, (str, Path)) or not str(given):
-        raise MixtuneError(f"bench config key '{key}' must be a {kind} path, got {given!r}")
-    return Path(given)
-
-
-def _check_keys(mapping: dict, allowed: tuple[str, ...], where: str) -> None:
-    for key in mapping:
-        if key not in allowed:
-            raise MixtuneError(f"unknown key '{key}' in {where}: valid keys are {', '.join(allowed)}")
-
-
-def _mapping(value: Any, where: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise MixtuneError(f"bench config key '{where}' must be a mapping, got {value!r}")
-    return value
-
-
-def _has_dotted(values: dict, dotted: str) -> bool:
-    node: Any = values
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
-def _variants(own: dict, overrides_file: object) -> dict[str, Variant]:
-    """Every overrides entry, those of overrides_file merged under the config's own (own keys win)."""
-    source = _optional_path(overrides_file, "overrides_file")
-    if source is None:
-        for label, spec in own.items():
-            if isinstance(spec, dict) and "tuned_as" in spec:
-                raise MixtuneError(f"bench config overrides.{label} has tuned_as but the config has no overrides_file: add one or remove tuned_as")
-        return {label: _variant(label, spec) for label, spec in own.items()}
-    if not source.is_file():
-        raise MixtuneError(
-            f"bench config overrides_file {source} does not exist (relative to {Path.cwd()}): run the tuning first "
-            f"(mixtune bench <tuning config>, then mixtune select <its results> --out {source})"
-        )
-    given = load_yaml(source)
-    origin = _describe_source(source)
-    labels = {}
-    for label in [*own, *(label for label in given if label not in own)]:
-        spec = dict(_mapping(own.get(label), f"overrides.{label}"))
-        entry = spec.pop("tuned_as", label)
-        if entry not in given:
-            if entry != label:
-                raise MixtuneError(
-                    f"bench config overrides.{label} has tuned_as: {entry}, but {source} has no entry '{entry}': "
-                    f"use one of {', '.join(given) or '(none)'}"
-                )
-            labels[label] = _variant(label, spec)
-            continue
-        merged = deep_merge(_mapping(given[entry], f"{source}: {entry}"), spec)
-        labels[label] = _variant(label, merged, origin if entry == label else f"{origin} (the {entry} entry)")
-    return labels
-
-
-def _describe_source(source: Path) -> str:
-    """The overrides file and the first line of its header comment (`mixtune select` says what it chose from)."""
-    for line in source.read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        text = line.lstrip("#").strip()
-        if text:
-            return f"{source}: {text}"
-    return str(source)
-
-
-def _variant(label: str, spec: Any, settings_from: str | None = None) -> Variant:
-    """An overrides entry: a method's own, or a labelled variant (with method: NAME); maybe with a sweep."""
-    spec = dict(_mapping(spec, f"overrides.{label}"))
-    method = spec.pop("method", label)
-    sweep = _sweep(spec.pop("sweep", None), f"overrides.{label}.sweep")
-    if label in METHODS and method != label:
-        raise MixtuneError(f"bench config overrides.{label} sets method: {method}: give this variant a name that is not a method")
-    if method not in METHODS:
-        raise MixtuneError(
-            f"bench config overrides.{label}: unknown method '{method}': use one of {', '.join(sorted(METHODS))}, "
-            f"or add method: <one of them> to make '{label}' a labelled variant"
-        )
-    for key in GRID_OWNED:
-        if _has_dotted(spec, key):
-            raise MixtuneError(f"bench config overrides.{label} sets '{key}': the grid sets it; remove it there")
-    for key in sweep:
-        if _has_dotted(spec, key):
-            raise MixtuneError(f"bench config overrides.{label} sets '{key}' and also sweeps it: keep one of the two")
-    return Variant(method, spec, sweep, settings_from)
-
-
-def _sweep(value: Any, where: str) -> dict[str, list]:
-    """A sweep: dotted run-config keys to non-empty lists of distinct values, each checked by build_config."""
-    sweep = _mapping(value, where)
-    for key, items in sweep.items():
-        if not isinstance(key, str) or not key:
-            raise MixtuneError(f"bench config {where}: key {key!r} is not a dotted config key such as train.lr")
-        if key in GRID_OWNED or any(key.startswith(f"{owned}.") for owned in GRID_OWNED):
-            raise MixtuneError(f"bench config {where} sweeps '{key}': the grid sets it; list values under the grid's axes")
-        if not isinstance(items, list) or not items:
-            raise MixtuneError(f"bench config {where}: '{key}' must be a non-empty list of values, e.g. {key}: [1, 2]")
-        shown = [_short(item) for item in items]
-        if len(set(shown)) != len(shown):
-            raise MixtuneError(f"bench config {where}: '{key}' lists a value twice ({', '.join(shown)})")
-        for item in items:
-            try:
-                build_config(_dotted_values(key, item))
-            except MixtuneError as exc:
-                raise MixtuneError(f"bench config {where}: {exc}") from None
-    return sweep
-
-
-def _dotted_values(dotted: str, value: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    set_dotted(values, dotted, copy.deepcopy(value))
-    return values
-
-
-def sweep_rows(label: str, variant: Variant, block_sweep: dict[str, list], where: str) -> list[tuple[str, dict]]:
-    """(row label, override values) for every combination of the variant's sweep and the block's.
-
-    The variant's own keys come first and win over the block's; with no sweep, the variant itself.
-    """
-    sweep = {**variant.sweep, **{k: v for k, v in block_sweep.items() if k not in variant.sweep}}
-    if not sweep:
-        return [(label, variant.values)]
-    for key in sweep:
-        if key not in variant.sweep and _has_dotted(variant.values, key):
-            raise MixtuneError(f"bench config {where} sweeps '{key}', which overrides.{label} sets: keep one of the two")
-    names = _sweep_names(list(sweep))
-    rows = []
-    for combination in itertools.product(*sweep.values()):
-        values = copy.deepcopy(variant.values)
-        for key, value in zip(sweep, combination):
-            set_dotted(values, key, copy.deepcopy(value))
-        shown = ",".join(f"{names[key]}={_short(value)}" for key, value in zip(sweep, combination))
-        rows.append((f"{label}[{shown}]", values))
-    return rows
-
-
-def _sweep_names(keys: list[str]) -> dict[str, str]:
-    """Each key's name in a row label: its last part (lr), or the whole key where two share a last part."""
-    last = [key.rsplit(".", 1)[-1] for key in keys]
-    return {key: name if last.count(name) == 1 else key for key, name in zip(keys, last)}
-
-
-def _short(value: Any) -> str:
-    """A compact label text: 3.0 -> 3, 0.0001 -> 1e-04, 0.00125 -> 1.25e-03, 0.3 -> 0.3, None -> null."""
-    if value is None or isinstance(value, bool):
-        return json.dumps(value)
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e6:
-            return str(int(value))
-        if value != 0 and not 1e-2 <= abs(value) < 1e6:
-            mantissa, exponent = f"{value:.14e}".split("e")
-            return f"{float(mantissa):.15g}e{exponent}"
-        return repr(value)
-    if isinstance(value, (int, str)):
-        return str(value)
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def _axis(value: Any, axis: str, where: str) -> list:
@@ -372,7 +209,7 @@ def _expand(
     axes: dict[str, list], base: dict, labels: dict[str, Variant], sweep: dict[str, list], skipped: list[str], where: str
 ):
     """Every cell of one block, in table order: model, size, task, method (each sweep row in turn), seed."""
-    variants = {label: _resolve_label(label, labels, where) for label in axes["methods"]}
+    variants = {label: resolve_label(label, labels, where) for label in axes["methods"]}
     rows = {label: sweep_rows(label, variant, sweep, where) for label, variant in variants.items()}
     for model in axes["models"]:
         for size in axes["sizes"]:
@@ -385,17 +222,6 @@ def _expand(
                         for seed in axes["seeds"]:
                             settings = deep_merge(base, override)
                             yield make_cell(model, task, size, row, variant.method, seed, settings, variant.settings_from)
-
-
-def _resolve_label(label: str, labels: dict[str, Variant], where: str) -> Variant:
-    if label in labels:
-        return labels[label]
-    if label in METHODS:
-        return Variant(label, {}, {})
-    raise MixtuneError(
-        f"{where}: unknown method '{label}': choose one of {', '.join(sorted(METHODS))}, "
-        "or define it as a variant under overrides: with a method: key"
-    )
 
 
 def make_cell(
@@ -447,14 +273,3 @@ def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-def deep_merge(base: dict, extra: dict) -> dict:
-    """base with extra on top, nested mappings merged key by key (neither input is changed)."""
-    merged = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
