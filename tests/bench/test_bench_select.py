@@ -85,7 +85,7 @@ def test_the_best_mean_dev_score_over_every_cell_wins(tuning):
 def test_the_table_marks_the_choice_and_the_file_says_where_it_came_from(tuning, tmp_path):
     selection = select(tuning)
     shown = table(selection).splitlines()
-    assert shown[0].split() == ["method", "variant", "mean", "dev", "mrpc", "rte", "cells", "ok"]
+    assert shown[0].split() == ["row", "variant", "mean", "dev", "mrpc", "rte", "cells", "ok"]
     assert shown[2].split() == ["*", "vanilla", "vanilla[lr=1e-04,epochs=3]", "69.50", "78.00", "61.00", "4/4"]
     assert shown[3].split() == ["vanilla", "vanilla[lr=5e-04,epochs=3]", "90.00", "90.00", "90.00", "3/4"]  # not eligible
     text = overrides_yaml(selection, DAY)
@@ -114,6 +114,43 @@ def test_select_command_prints_the_table_and_writes_the_overrides(tuning, tmp_pa
     assert yaml.safe_load(out.read_text())["lora"] == {"train": {"lr": 5e-4, "epochs": 3}}
     assert main(["select", str(tuning)]) == 0  # no --out: the overrides are printed
     assert "vanilla:\n  train:\n    lr: 0.0001\n    epochs: 3\n" in capsys.readouterr().out
+
+
+def variant_cells(label: str, method: str, lr: float, rte: tuple[float, float], mrpc: tuple[float, float]) -> list[dict]:
+    """cells() of a labelled variant: the row label `label[lr=...]`, running `method`."""
+    lines = cells(method, lr, 10, rte, mrpc)
+    for line in lines:
+        line["key"] = {**line["key"], "method": line["key"]["method"].replace(method, label, 1)}
+        line["key"]["config_hash"] = f"{label}-{lr}"
+    return lines
+
+
+def test_two_variants_of_one_method_are_tuned_apart_by_row_and_compete_by_method(tmp_path, capsys):
+    """mixup-blo and mixup-blo-share both run mixup-blo: each table row needs its own rate (--by row, the
+    default); --by method picks one of the four candidates, as a pilot choosing the method's default does."""
+    path = tmp_path / "tune.jsonl"
+    lines = [
+        *variant_cells("mixup-blo", "mixup-blo", 2e-5, (50, 50), (60, 60)),
+        *variant_cells("mixup-blo", "mixup-blo", 1e-4, (55, 55), (65, 65)),
+        *variant_cells("mixup-blo-share", "mixup-blo", 2e-5, (70, 70), (80, 80)),
+        *variant_cells("mixup-blo-share", "mixup-blo", 1e-4, (60, 60), (70, 70)),
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    by_row = select(path)
+    assert {row: c.label for row, c in by_row.chosen.items()} == {
+        "mixup-blo": "mixup-blo[lr=1e-04,epochs=10]", "mixup-blo-share": "mixup-blo-share[lr=2e-05,epochs=10]",
+    }
+    assert by_row.overrides() == {
+        "mixup-blo": {"train": {"lr": 1e-4, "epochs": 10}}, "mixup-blo-share": {"train": {"lr": 2e-5, "epochs": 10}},
+    }
+    by_method = select(path, by="method")
+    assert {m: c.label for m, c in by_method.chosen.items()} == {"mixup-blo": "mixup-blo-share[lr=2e-05,epochs=10]"}
+    assert main(["select", str(path), "--by", "method"]) == 0
+    printed = capsys.readouterr().out
+    assert "per method, the variant with the best mean dev score" in printed
+    assert table(by_method).splitlines()[0].split()[:2] == ["method", "variant"]
+    with pytest.raises(MixtuneError, match="select --by 'task' is not known: use one of row, method"):
+        select(path, by="task")
 
 
 def test_a_method_with_no_complete_variant_is_an_error_and_nothing_is_written(tmp_path, capsys):

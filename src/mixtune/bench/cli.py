@@ -61,13 +61,18 @@ def add_bench_parsers(subparsers) -> None:
     select = subparsers.add_parser(
         "select",
         help="choose each method's settings from a tuning sweep's results, on the dev split",
-        description="Per method, the variant (sweep row) with the best mean dev score over every (task, seed) "
-        "cell; only variants with every cell ok. Prints the table; writes the choice as bench overrides "
-        "(for a table config's overrides_file:).",
+        description="Per row (or per method, --by method), the variant with the best mean dev score over every "
+        "(task, seed) cell; only variants with every cell ok. Prints the table; writes the choice as bench "
+        "overrides (for a table config's overrides_file:).",
     )
     select.add_argument("results", help="results JSONL file of the tuning sweep (e.g. results/tune_n300.jsonl)")
     select.add_argument("--split", default="dev", help="the split scored (default dev; the protocol never selects on test)")
     select.add_argument("--out", help="overrides YAML to write (default: print it)")
+    select.add_argument(
+        "--by", choices=("row", "method"), default="row",
+        help="what competes: each row's sweep values (default; a tuning sweep for a table), or every variant of a "
+        "method (choosing a method's default among its forms in a pilot)",
+    )
     select.set_defaults(handler=cmd_select)
 
 
@@ -142,7 +147,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         check_writable(Path(args.out), "overrides file")
     from mixtune.bench.select import run_select
 
-    return run_select(Path(args.results), args.split, Path(args.out) if args.out else None)
+    return run_select(Path(args.results), args.split, Path(args.out) if args.out else None, by=args.by)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

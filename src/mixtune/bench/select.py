@@ -1,12 +1,16 @@
 """`mixtune select`: pick each method's settings from a tuning sweep, on the dev split (docs/method.md section 4).
 
-The rule, the same for every method: among a method's variants (the rows of a sweep, e.g.
-vanilla[lr=5e-05,epochs=10]), those with an ok run on every (task, seed) cell of the results file are
-eligible (a method that cannot do regression is not asked for regression tasks); the chosen one has the
+The rule, the same for every row: among a row's variants (the rows of its sweep, e.g.
+vanilla[lr=5e-05,epochs=10] for the row vanilla), those with an ok run on every (task, seed) cell of the results
+file are eligible (a method that cannot do regression is not asked for regression tasks); the chosen one has the
 best mean dev score (each run's main metric on its dev split) over those cells; ties go to fewer epochs,
 then the smaller learning rate (the cheaper, more conservative setting). The choice is written as bench
-overrides, {method: {train: {lr, epochs}, ...any other key its variants differ in}}, for a table
+overrides, {row: {train: {lr, epochs}, ...any other key its variants differ in}}, for a table
 config's overrides_file.
+
+A row is the label before its sweep values, so two variants of one method (mixup-blo and mixup-blo-share) are
+tuned apart, each for its own table row (`by="row"`, the default). `by="method"` makes every variant of a method
+compete instead: how a pilot chooses a method's default among its forms.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from mixtune.config import set_dotted
 from mixtune.errors import MixtuneError
 
 TaskSeed = tuple[str, int]  # (task, seed)
+GROUPINGS = ("row", "method")  # what competes: a row's sweep values, or every variant of a method
 
 
 @dataclass
@@ -71,15 +76,18 @@ class Selection:
     tasks: list[str]
     seeds: list[int]
     metrics: dict[str, str]  # task -> main metric
-    candidates: dict[str, list[Candidate]]  # method -> its variants, in results order
+    candidates: dict[str, list[Candidate]]  # row (or method) -> its variants, in results order
     chosen: dict[str, Candidate]
+    by: str = "row"
 
     def overrides(self) -> dict[str, dict[str, Any]]:
-        return {method: chosen_overrides(candidate, self.candidates[method]) for method, candidate in self.chosen.items()}
+        return {group: chosen_overrides(candidate, self.candidates[group]) for group, candidate in self.chosen.items()}
 
 
-def select(results: Path, split: str = "dev") -> Selection:
-    """Read a tuning results file and choose one variant per method (see the module's rule)."""
+def select(results: Path, split: str = "dev", by: str = "row") -> Selection:
+    """Read a tuning results file and choose one variant per row, or per method (see the module's rule)."""
+    if by not in GROUPINGS:
+        raise MixtuneError(f"select --by {by!r} is not known: use one of {', '.join(GROUPINGS)}")
     if not results.is_file():
         raise MixtuneError(f"results file {results} does not exist: run the tuning sweep (mixtune bench) first, or fix the path")
     records = _latest(read_results(results))
@@ -89,20 +97,20 @@ def select(results: Path, split: str = "dev") -> Selection:
     if len(groups) > 1:
         shown = ", ".join(f"{model or 'default'} n{size}" for model, size in sorted(groups, key=str))
         raise MixtuneError(f"{results} holds runs of several models or train sizes ({shown}): select needs one of each")
-    candidates = _candidates(records, split, results)
+    candidates = _candidates(records, split, results, by)
     cells = sorted({(r["key"]["task"], r["key"]["seed"]) for r in records})
-    for method, variants in candidates.items():
-        needed = [cell for cell in cells if _can_run(method, cell[0])]
+    for variants in candidates.values():
         for candidate in variants:
+            needed = [cell for cell in cells if _can_run(candidate.method, cell[0])]
             candidate.missing = [cell for cell in needed if cell not in candidate.scores and cell not in candidate.failed]
     chosen = {}
-    for method, variants in candidates.items():
+    for group, variants in candidates.items():
         eligible = [c for c in variants if c.eligible]
         if eligible:
-            chosen[method] = min(eligible, key=Candidate.rank)
+            chosen[group] = min(eligible, key=Candidate.rank)
     metrics = {r["key"]["task"]: r["main_metric"] for r in records if "main_metric" in r}
     tasks = sorted({task for task, _ in cells})
-    return Selection(results, split, tasks, sorted({seed for _, seed in cells}), metrics, candidates, chosen)
+    return Selection(results, split, tasks, sorted({seed for _, seed in cells}), metrics, candidates, chosen, by)
 
 
 def _latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -115,7 +123,7 @@ def _latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def _candidates(records: list[dict[str, Any]], split: str, results: Path) -> dict[str, list[Candidate]]:
+def _candidates(records: list[dict[str, Any]], split: str, results: Path, by: str) -> dict[str, list[Candidate]]:
     hashes = defaultdict(set)
     for record in records:
         hashes[record["key"]["method"]].add(record["key"]["config_hash"])
@@ -137,8 +145,13 @@ def _candidates(records: list[dict[str, Any]], split: str, results: Path) -> dic
         candidate.settings = candidate.settings or _settings(record)
     grouped: dict[str, list[Candidate]] = defaultdict(list)
     for candidate in by_id.values():
-        grouped[candidate.method].append(candidate)
+        grouped[candidate.method if by == "method" else _row_of(candidate.label)].append(candidate)
     return dict(grouped)
+
+
+def _row_of(label: str) -> str:
+    """The table row a sweep variant tunes: its label without the sweep values and the @hash."""
+    return label.split("[")[0].split("@")[0]
 
 
 def _method_of(record: dict[str, Any]) -> str:
@@ -190,21 +203,21 @@ def rule_text(selection: Selection) -> str:
     metrics = ", ".join(f"{task} {selection.metrics.get(task, '?')}" for task in selection.tasks)
     seeds = ", ".join(map(str, selection.seeds))
     return (
-        f"per method, the variant with the best mean {selection.split} score (each task's main metric: {metrics}) "
+        f"per {selection.by}, the variant with the best mean {selection.split} score (each task's main metric: {metrics}) "
         f"over every (task, seed) cell (seeds {seeds}); only variants with every cell ok; ties to fewer epochs, then lower lr"
     )
 
 
 def table(selection: Selection) -> str:
-    """Method x variant: mean score, per-task means, cells ok; the chosen variant marked with *."""
-    header = ["", "method", "variant", f"mean {selection.split}", *selection.tasks, "cells ok"]
+    """Row (or method) x variant: mean score, per-task means, cells ok; the chosen variant marked with *."""
+    header = ["", selection.by, "variant", f"mean {selection.split}", *selection.tasks, "cells ok"]
     rows = []
-    for method, variants in selection.candidates.items():
+    for group, variants in selection.candidates.items():
         for candidate in variants:
             needed = len(candidate.scores) + len(candidate.failed) + len(candidate.missing)
             tasks = [_score(candidate.task_mean(task)) for task in selection.tasks]
-            mark = "*" if selection.chosen.get(method) is candidate else ""
-            rows.append([mark, method, candidate.label, _score(candidate.mean), *tasks, f"{len(candidate.scores)}/{needed}"])
+            mark = "*" if selection.chosen.get(group) is candidate else ""
+            rows.append([mark, group, candidate.label, _score(candidate.mean), *tasks, f"{len(candidate.scores)}/{needed}"])
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     right = {3, *range(4, 4 + len(selection.tasks)), len(header) - 1}
     lines = []
@@ -234,26 +247,26 @@ def overrides_yaml(selection: Selection, today: date | None = None) -> str:
         f"# Tuned settings chosen by `mixtune select` from {selection.results} ({selection.split} split) on {day}.",
         f"# Rule: {rule_text(selection)}.",
     ]
-    for method, candidate in selection.chosen.items():
-        count = len(selection.candidates[method])
+    for group, candidate in selection.chosen.items():
+        count = len(selection.candidates[group])
         lines.append(
-            f"# {method}: {candidate.label}, mean {selection.split} {candidate.mean:.2f} over {len(candidate.scores)} cells "
-            f"({count} variants, {sum(not c.eligible for c in selection.candidates[method])} dropped)"
+            f"# {group}: {candidate.label}, mean {selection.split} {candidate.mean:.2f} over {len(candidate.scores)} cells "
+            f"({count} variants, {sum(not c.eligible for c in selection.candidates[group])} dropped)"
         )
     body = yaml.safe_dump(selection.overrides(), sort_keys=False, default_flow_style=False)
     return "\n".join(lines) + "\n" + body
 
 
-def run_select(results: Path, split: str, out: Path | None, today: date | None = None) -> int:
+def run_select(results: Path, split: str, out: Path | None, today: date | None = None, by: str = "row") -> int:
     """The command: print the table and what was dropped, write (or print) the overrides."""
     if split != "dev":
         print(f"warning: selecting on the {split} split; the protocol selects on dev only", file=sys.stderr)
-    selection = select(results, split)
+    selection = select(results, split, by)
     print(f"{selection.results}: {rule_text(selection)}.")
     print(table(selection))
     for line in dropped(selection):
         print(line)
-    missing = [method for method in selection.candidates if method not in selection.chosen]
+    missing = [group for group in selection.candidates if group not in selection.chosen]
     if missing:
         raise MixtuneError(
             f"no variant of {', '.join(missing)} has every cell ok: finish or fix those runs "
@@ -266,5 +279,5 @@ def run_select(results: Path, split: str, out: Path | None, today: date | None =
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    print(f"wrote {out}: " + ", ".join(f"{m} {c.label}" for m, c in selection.chosen.items()))
+    print(f"wrote {out}: " + ", ".join(f"{group} {c.label}" for group, c in selection.chosen.items()))
     return 0
