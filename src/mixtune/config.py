@@ -26,10 +26,12 @@ from mixtune.errors import MixtuneError
 # auto: cosine for similarity scores (regression) on a sentence-embedding backbone, joint otherwise.
 PAIR_ENCODINGS = ("auto", "joint", "separate", "cosine")
 
-# The mixup form a config without mixup.form runs; its values below are what its unset keys take.
+# The mixup form a config without mixup.form runs; its values below are what its unset keys take. released: the best
+# mean dev score of issue #12's pilot (benchmarks/pilot_mixup.yaml, `mixtune select --by method`), ahead of share.
 DEFAULT_MIXUP_FORM = "released"
 # Each form's values of the keys that depend on it (left at None in a config: "the form's default"). released and
-# convex: the paper's search; share: the one the pilot (benchmarks/pilot_mixup.yaml) tries (it also tries row).
+# convex: the paper's search; share: the pilot's search for the form whose alpha learns (granularity module won
+# over row there).
 _PAPER_SETTINGS = {
     "mixup.granularity": "rank",
     "search.epochs": 3,
