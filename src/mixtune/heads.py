@@ -72,12 +72,20 @@ def resolve_pair_encoding(asked: str, source: str, pooling: str, spec: TaskSpec)
     return "cosine" if similarity and declared_pooling(source) is not None else "joint"
 
 
-def build_classifier(source: str, pooling: str, config: PretrainedConfig, pair_encoding: str = "joint") -> nn.Module:
-    """The pretrained encoder of `source` with a fresh head of the resolved pooling kind."""
+def build_classifier(
+    source: str, pooling: str, config: PretrainedConfig, pair_encoding: str = "joint", sep_token_id: int | None = None
+) -> nn.Module:
+    """The pretrained encoder of `source` with a fresh head of the resolved pooling kind.
+
+    sep_token_id: the tokenizer's separator, where the separate and cosine encodings split a joint pair."""
     if pooling not in POOLED_HEADS:
         if pair_encoding != "joint":
             raise MixtuneError(f"pair_encoding {pair_encoding} needs a pooled head and this model has none: pass --pooling mean, or --pair-encoding joint")
         return AutoModelForSequenceClassification.from_pretrained(source, config=config)
+    if pair_encoding != "joint":
+        if sep_token_id is None:
+            raise MixtuneError(f"pair_encoding {pair_encoding} splits a pair at the tokenizer's separator and this tokenizer has none: pass --pair-encoding joint")
+        config.mixtune_sep_token_id = sep_token_id
     config.mixtune_pooling = pooling
     config.mixtune_pair_encoding = pair_encoding
     backbone = AutoModel.from_pretrained(source, config=config)

@@ -26,15 +26,22 @@ def pack(ids: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return ids.gather(1, order)[:, :width] * mask, mask
 
 
-def split_pair(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor):
-    """Both sentences of a joint '[CLS] a [SEP] b [SEP]' batch as one batch of 2 x batch single sentences.
+def split_pair(input_ids: torch.Tensor, attention_mask: torch.Tensor, sep_token_id: int):
+    """Both sentences of a joint pair batch as one batch of 2 x batch single sentences.
 
-    Sentence a keeps its '[CLS] a [SEP]'; sentence b gets the row's first token ([CLS]) in front, so each
-    reads exactly as the sentence encoded alone. Rows: all the a's, then all the b's.
+    Found by the separator, not token_type_ids (RoBERTa and MPNet tokenizers give none): sentence a is
+    everything up to the first separator ('[CLS] a [SEP]'); sentence b is what follows the separators after
+    it (one for BERT, '</s></s>' for RoBERTa and MPNet), with the row's first token ([CLS], <s>) put in
+    front, so each reads exactly as the sentence encoded alone. Rows: all the a's, then all the b's.
     """
     real = attention_mask.bool()
-    first = real & (token_type_ids == 0)
-    second = torch.cat([real[:, :1], real & (token_type_ids == 1)], dim=1)
+    is_sep = real & (input_ids == sep_token_id)
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+    first_sep = torch.where(is_sep, positions, input_ids.shape[1]).min(dim=1, keepdim=True).values
+    after = real & (positions > first_sep)
+    leading_seps = after & is_sep & ((after & ~is_sep).cumsum(dim=1) == 0)
+    first = real & (positions <= first_sep)
+    second = torch.cat([real[:, :1], after & ~leading_seps], dim=1)
     ids_a, mask_a = pack(input_ids, first)
     ids_b, mask_b = pack(torch.cat([input_ids[:, :1], input_ids], dim=1), second)
     width = max(ids_a.shape[1], ids_b.shape[1])
@@ -57,8 +64,8 @@ class PooledModelForSequenceClassification(PreTrainedModel):
     sentence-transformers models were trained) and classifies [u, v, |u - v|, u * v] (Reimers and Gurevych
     2019); "cosine" encodes them apart and maps their cosine similarity through the linear layer (one input:
     the sentence-transformers recipe for similarity tasks); "joint" (the default) encodes the pair together,
-    as a cross-encoder. config.mixtune_skip_leading_tokens
-    leading positions are left out of the pool: prompt tuning prepends its virtual tokens to the input.
+    as a cross-encoder; the two apart encodings split the joint input at config.mixtune_sep_token_id (any
+    tokenizer's pair layout). config.mixtune_skip_leading_tokens leading positions are left out of the pool: prompt tuning prepends its virtual tokens to the input.
     """
 
     base_model_prefix = "backbone"
@@ -106,7 +113,8 @@ class PooledModelForSequenceClassification(PreTrainedModel):
             shape = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
             attention_mask = torch.ones(shape, dtype=torch.long, device=self.device)
         if self.pair_encoding in ("separate", "cosine"):
-            u, v = self._pair_embeddings(input_ids, attention_mask, kwargs.pop("token_type_ids", None), kwargs)
+            kwargs.pop("token_type_ids", None)  # each sentence is encoded alone, as segment 0
+            u, v = self._pair_embeddings(input_ids, attention_mask, kwargs)
             if self.pair_encoding == "cosine":  # no dropout on the one similarity feature
                 logits = self.classifier(nn.functional.cosine_similarity(u, v, dim=-1).unsqueeze(-1))
                 return SequenceClassifierOutput(loss=self._loss(logits, labels), logits=logits)
@@ -124,12 +132,13 @@ class PooledModelForSequenceClassification(PreTrainedModel):
             hidden, attention_mask = hidden[:, skip:], attention_mask[:, -hidden.shape[1] + skip:]
         return pool_tokens(hidden, attention_mask, getattr(self.config, "mixtune_pooling", "mean"))
 
-    def _pair_embeddings(self, input_ids, attention_mask, token_type_ids, kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pair_embeddings(self, input_ids, attention_mask, kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         """The two sentences' pooled embeddings (u, v), each sentence encoded alone."""
-        if input_ids is None or token_type_ids is None:
-            raise ValueError(f"{self.pair_encoding} pair encoding needs input_ids and token_type_ids (a BERT-style tokenizer)")
+        sep_token_id = getattr(self.config, "mixtune_sep_token_id", None)
+        if input_ids is None or sep_token_id is None:
+            raise ValueError(f"{self.pair_encoding} pair encoding needs input_ids and config.mixtune_sep_token_id (the tokenizer's separator)")
         kwargs.pop("position_ids", None)
-        ids, mask = split_pair(input_ids, attention_mask, token_type_ids)
+        ids, mask = split_pair(input_ids, attention_mask, sep_token_id)
         u, v = self._pooled(ids, mask, None, kwargs).chunk(2)
         return u, v
 

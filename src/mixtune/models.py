@@ -103,7 +103,8 @@ def load_model(name: str | None, spec: TaskSpec, seed: int, pooling: str = "auto
             label2id={label: i for i, label in enumerate(labels)},
         )
         torch.manual_seed(seed)  # the new head's initialisation: the same for every method of a seed
-        model = build_classifier(source, head, config, resolve_pair_encoding(pair_encoding, source, head, spec))
+        encoding = resolve_pair_encoding(pair_encoding, source, head, spec)
+        model = build_classifier(source, head, config, encoding, tokenizer.sep_token_id)
     except (OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0][:160]
         raise MixtuneError(f"could not load model '{name}' ({reason}): pass a model folder, or a hub id when online") from None

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import AutoTokenizer, PreTrainedTokenizerFast, RobertaConfig, RobertaModel
 
 from mixtune.data.examples import TaskSpec
 from mixtune.errors import MixtuneError
@@ -23,6 +24,7 @@ from mixtune.modeling_mixtune import (
     split_pair,
 )
 from mixtune.models import load_model
+from tests.conftest import WORDS
 
 SPEC = TaskSpec("toy", "classification", ["a", "b"], ["no", "yes"], ["accuracy"])
 
@@ -44,6 +46,29 @@ def st_model_dir(tiny_model_dir, tmp_path) -> Path:
     directory.mkdir()
     for path in tiny_model_dir.iterdir():
         (directory / path.name).write_bytes(path.read_bytes())
+    declare_pooling(directory, mean_tokens=True, cls_token=False, max_tokens=False)
+    return directory
+
+
+@pytest.fixture
+def roberta_st_dir(tmp_path) -> Path:
+    """A tiny RoBERTa-style sentence-embedding folder: pairs as '<s> a </s></s> b </s>', no token_type_ids
+    (the layout of all-mpnet-base-v2 and roberta-large), mean pooling declared."""
+    directory = tmp_path / "roberta-st"
+    vocab = {token: i for i, token in enumerate(["<s>", "<pad>", "</s>", "<unk>", *WORDS])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
+        pad_token="<pad>", unk_token="<unk>", model_input_names=["input_ids", "attention_mask"],
+    ).save_pretrained(directory)
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=66, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, type_vocab_size=1,
+    )
+    RobertaModel(config).save_pretrained(directory)
     declare_pooling(directory, mean_tokens=True, cls_token=False, max_tokens=False)
     return directory
 
@@ -88,11 +113,12 @@ def test_the_pooled_head_drops_the_unused_pooler(st_model_dir):
     assert [name for name, _ in model.named_parameters() if is_head_parameter(name)] == ["classifier.weight", "classifier.bias"]
 
 
-def test_split_pair_gives_each_sentence_as_encoded_alone(tiny_model_dir):
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+@pytest.mark.parametrize("folder", ["tiny_model_dir", "roberta_st_dir"])  # '[SEP]' between; '</s></s>' between
+def test_split_pair_gives_each_sentence_as_encoded_alone(folder, request):
+    tokenizer = AutoTokenizer.from_pretrained(request.getfixturevalue(folder))
     a, b = ["the cat sat on the mat", "a dog"], ["very good", "it was not a good movie and"]
     joint = tokenizer(a, b, padding=True, return_tensors="pt")
-    ids, mask = split_pair(joint["input_ids"], joint["attention_mask"], joint["token_type_ids"])
+    ids, mask = split_pair(joint["input_ids"], joint["attention_mask"], tokenizer.sep_token_id)
     for row, text in enumerate(a + b):
         expected = tokenizer(text)["input_ids"]
         assert ids[row, : len(expected)].tolist() == expected
@@ -112,9 +138,10 @@ def test_separate_pair_features_are_the_bi_encoder_features(st_model_dir):
     assert torch.allclose(captured[0], torch.cat([u, v, (u - v).abs(), u * v], dim=-1), atol=1e-5)
 
 
-def test_the_cosine_head_scores_the_cosine_of_the_two_sentence_embeddings(st_model_dir):
+@pytest.mark.parametrize("folder", ["st_model_dir", "roberta_st_dir"])
+def test_the_cosine_head_scores_the_cosine_of_the_two_sentence_embeddings(folder, request):
     regression = TaskSpec("toy", "regression", ["a", "b"], None, ["spearman"])
-    tokenizer, model, _ = load_model(str(st_model_dir), regression, seed=0, pair_encoding="cosine")
+    tokenizer, model, _ = load_model(str(request.getfixturevalue(folder)), regression, seed=0, pair_encoding="cosine")
     model.eval()
     assert model.classifier.in_features == 1 and model.classifier.weight.item() == 1.0  # data-free start: the cosine
     with torch.no_grad():
@@ -165,6 +192,15 @@ def test_bi_encoders_need_a_pooled_head(tiny_model_dir, pairs):
         load_model(str(tiny_model_dir), SPEC, seed=0, pooling="cls", pair_encoding=pairs)
 
 
+def test_bi_encoders_need_a_separator_to_split_the_pair(st_model_dir):
+    from transformers import AutoConfig
+
+    from mixtune.heads import build_classifier
+
+    with pytest.raises(MixtuneError, match="separator"):
+        build_classifier(str(st_model_dir), "mean", AutoConfig.from_pretrained(st_model_dir), "cosine", sep_token_id=None)
+
+
 @pytest.mark.parametrize(
     "pooling,pairs", [("mean", "joint"), ("mean", "separate"), ("mean", "cosine"), ("max", "joint"), ("cls", "joint")]
 )
@@ -184,13 +220,14 @@ def test_export_reloads_with_plain_transformers_and_identical_logits(st_model_di
         assert config["mixtune_pooling"] == pooling and config["mixtune_pair_encoding"] == pairs
 
 
-def test_a_similarity_task_gets_the_cosine_head_by_default_and_classification_pairs_stay_joint(st_model_dir, glue_dir):
+@pytest.mark.parametrize("folder", ["st_model_dir", "roberta_st_dir"])  # BERT's and RoBERTa's pair layouts
+def test_a_similarity_task_gets_the_cosine_head_by_default_and_classification_pairs_stay_joint(folder, request, glue_dir):
     from mixtune.config import build_config
     from mixtune.run import run
 
     def head(task: str, method: str) -> dict:
         config = build_config({
-            "method": method, "model": str(st_model_dir), "data": {"task": task, "data_dir": str(glue_dir), "train_size": 12},
+            "method": method, "model": str(request.getfixturevalue(folder)), "data": {"task": task, "data_dir": str(glue_dir), "train_size": 12},
             "train": {"epochs": 1, "max_length": 24, "batch_size": 6},
         })
         return run(config, progress=False, write=False)["head"]
