@@ -65,7 +65,8 @@ class PooledModelForSequenceClassification(PreTrainedModel):
     2019); "cosine" encodes them apart and maps their cosine similarity through the linear layer (one input:
     the sentence-transformers recipe for similarity tasks); "joint" (the default) encodes the pair together,
     as a cross-encoder; the two apart encodings split the joint input at config.mixtune_sep_token_id (any
-    tokenizer's pair layout). config.mixtune_skip_leading_tokens leading positions are left out of the pool: prompt tuning prepends its virtual tokens to the input.
+    tokenizer's pair layout). config.mixtune_skip_leading_tokens leading positions are left out of the pool:
+    prompt tuning prepends its virtual tokens to the input.
     """
 
     base_model_prefix = "backbone"
