@@ -6,7 +6,9 @@ test examples), a paired comparison with the baseline (mean difference over shar
 over seeds, win rate with ties as half a win), the focus method (the main method by default) against every
 other row task by task and its verdict over all paired (task, seed) runs, cost (median wall time and peak
 memory, and their median paired ratio to the baseline; the CPU-time ratio too, from records with cpu_s) and the
-learned alpha.
+learned alpha. Beside the scores, a chance reference (mixtune.bench.chance: the constant prediction's test score,
+the one number read from the data the records name rather than from the records), and the verdict again on the
+tasks where the baseline rose above it.
 A method label with runs under several config hashes is shown as one row per hash ("lora@1a2b3c4d").
 """
 
@@ -16,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from mixtune.bench.chance import CHANCE_MARGIN, chance_levels, chance_note, chance_row, tasks_at_chance
 from mixtune.bench.runs import (
     BOOTSTRAP_RESAMPLES,
     GLUE_ORDER,
@@ -54,22 +57,26 @@ def write_report(paths: list[Path], out: Path, baseline: str = "vanilla", focus:
     lines = ["# Benchmark report", "", *_overview(paths, loaded, baseline)]
     headline = []
     groups = ordered_groups(runs)
+    levels = chance_levels(runs)
     for model, size in groups:
         group = [r for r in runs if r.model == model and r.size == size]
         tasks = ordered((r.task for r in group), GLUE_ORDER)
         methods = method_order(group, baseline)
         size_text = "all" if size is None else str(size)
         title = f"Model {model}, n = {size_text}"
-        table = score_table(group, tasks, methods)
-        headline += [f"## {title}", "", *table, ""]
+        at_chance = tasks_at_chance(group, levels, baseline)
+        table = [*score_table(group, tasks, methods), *([chance_row(levels, tasks)] if levels else [])]
+        table += ["", *chance_note(levels, tasks, at_chance, baseline)]
+        headline += [f"## {title}", "", *table]
         name = f"{slug(model)}_n{size_text}"
-        lines += [f"## {title}", "", "### Test scores (main metric of each task)", "", *table, ""]
+        lines += [f"## {title}", "", "### Test scores (main metric of each task)", "", *table]
         plots.seed_plot(group, tasks, methods, out / f"seeds_{name}.png", title)
         lines += [f"![every seed](seeds_{name}.png)", ""]
         lines += _stability_section(group, tasks, methods, failed_counts(loaded.failed, model, size, methods))
         lines += _paired_section(group, tasks, methods, baseline)
         lines += _head_to_head_section(group, tasks, methods, focus)
         lines += _verdict_section(group, tasks, methods, focus)
+        lines += _learned_verdict_section(group, [t for t in tasks if t not in at_chance], at_chance, methods, focus, baseline)
         lines += _selection_section(group, tasks, methods, name, title, out)
         lines += ["### Cost", "", *_cached_note(group), *cost_table(group, methods, baseline), ""]
         lines += _alpha_section(group, tasks, methods, name, title, out)
@@ -162,6 +169,19 @@ def _verdict_section(runs: list[Run], tasks: list[str], methods: list[str], focu
         "otherwise or with a single pair."
     )
     return ["### Verdict", "", text, "", *verdict_table(runs, tasks, methods, focus), ""]
+
+
+def _learned_verdict_section(
+    runs: list[Run], learned: list[str], at_chance: list[str], methods: list[str], focus: str, baseline: str
+) -> list[str]:
+    """The verdict again without the tasks where the baseline sits at chance, whose differences are noise."""
+    if not at_chance or not learned or focus not in methods or len(methods) < 2:
+        return []
+    text = (
+        f"The same verdict on the tasks {baseline} learned ({', '.join(learned)}), leaving out those where its mean is "
+        f"within {CHANCE_MARGIN:g} points of the constant prediction ({', '.join(at_chance)})."
+    )
+    return ["### Verdict on the tasks that learn", "", text, "", *verdict_table(runs, learned, methods, focus), ""]
 
 
 def _selection_section(runs: list[Run], tasks: list[str], methods: list[str], name: str, title: str, out: Path) -> list[str]:

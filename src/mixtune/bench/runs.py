@@ -48,6 +48,8 @@ class Run:
     alpha_diagnostics: dict[str, Any] | None = None  # did alpha learn: log.alpha_diagnostics (mixtune.mixup.diagnostics)
     predictions: list | None = None  # the reported split's predictions (records from before "predictions": None)
     regression: bool = False  # predictions are values, not class indices
+    test_split: str = "test"  # the split the score is on ("test"; MNLI: "matched")
+    data: dict[str, Any] = field(default_factory=dict)  # the run's data config (config.data): where its labels are
 
     @property
     def pair_key(self) -> tuple:
@@ -132,6 +134,8 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
         alpha_diagnostics=record.get("log", {}).get("alpha_diagnostics"),
         predictions=record.get("predictions", {}).get(split),
         regression=record.get("task", {}).get("kind") == "regression",
+        test_split=split,
+        data=record.get("config", {}).get("data", {}),
     )
 
 

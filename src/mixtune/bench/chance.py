@@ -1,0 +1,101 @@
+"""The chance reference: the test score of the best constant prediction on each task, so the report can show which
+tasks a row learned at all and give the verdict on those alone (a comparison in which the baseline sits at chance
+proves nothing, docs/method.md section 8). MRPC's F1 is the trap this catches: always answering "paraphrase"
+scores 81 on its test set, above most rows finetuned on 300 examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from mixtune.bench.runs import Run, mean_std
+from mixtune.config import DataConfig
+from mixtune.data.examples import TaskSpec
+from mixtune.errors import MixtuneError
+
+CHANCE_MARGIN = 5.0  # points above the constant prediction a baseline's mean must reach for its task to count as learned
+
+
+@dataclass(frozen=True)
+class Chance:
+    score: float  # the main metric of the best constant prediction on the reported test split
+    prediction: str  # what that prediction is, in words
+
+
+def constant_prediction(spec: TaskSpec, labels: list[int] | list[float]) -> Chance:
+    """The best score of predicting one class for every example (for accuracy the majority class, for F1 the
+    positive one); 0 for a regression task, since a constant has no correlation. MCC gives 0 for any class."""
+    from mixtune.metrics import compute_metrics
+
+    if spec.kind == "regression":
+        return Chance(0.0, "any constant")
+    truth = np.asarray(labels)
+    scores = {c: compute_metrics(spec, np.full(len(truth), c), truth)[spec.main_metric] for c in range(spec.num_labels)}
+    best = max(scores, key=lambda c: scores[c])
+    return Chance(scores[best], f"always {(spec.label_names or [])[best]!r}")
+
+
+def chance_levels(runs: list[Run]) -> dict[str, Chance]:
+    """Per task, the chance reference from the test labels its runs were scored on (found through the first run's
+    data config). A task whose labels cannot be read here has none: the report says so instead of guessing."""
+    levels = {}
+    for task in dict.fromkeys(r.task for r in runs):
+        run = next(r for r in runs if r.task == task)
+        labels = _test_labels(run.data, run.test_split)
+        if labels is not None:
+            levels[task] = constant_prediction(*labels)
+    return levels
+
+
+def _test_labels(data: dict[str, Any], split: str) -> tuple[TaskSpec, list] | None:
+    from mixtune.data import load_task
+
+    if not data:
+        return None  # a record without its config: nothing to find the labels by
+    known = {f.name for f in fields(DataConfig)}
+    try:
+        task = load_task(DataConfig(**{k: v for k, v in data.items() if k in known}))
+    except (MixtuneError, OSError):
+        return None
+    return (task.spec, task.tests[split].labels) if split in task.tests else None
+
+
+def tasks_at_chance(runs: list[Run], levels: dict[str, Chance], baseline: str) -> list[str]:
+    """The tasks where the baseline's mean test score is not more than CHANCE_MARGIN points above chance."""
+    at_chance = []
+    for task, chance in levels.items():
+        scores = [r.score for r in runs if r.task == task and r.method == baseline]
+        if scores and mean_std(scores)[0] <= chance.score + CHANCE_MARGIN:
+            at_chance.append(task)
+    return at_chance
+
+
+def chance_row(levels: dict[str, Chance], tasks: list[str]) -> str:
+    """The score table's reference row: the constant prediction's score per task, and their average when every
+    task has one."""
+    cells = [f"{levels[t].score:.2f}" if t in levels else "—" for t in tasks]
+    average = f"{np.mean([levels[t].score for t in tasks]):.2f}" if all(t in levels for t in tasks) else "—"
+    return "| *constant prediction* | " + " | ".join([*cells, average]) + " |"
+
+
+def chance_note(levels: dict[str, Chance], tasks: list[str], at_chance: list[str], baseline: str) -> list[str]:
+    """What the reference row is, the tasks without one, and which tasks sit at chance for the baseline."""
+    lines = []
+    unreadable = [t for t in tasks if t not in levels]
+    if levels:
+        how = "; ".join(f"{task}: {levels[task].prediction}" for task in tasks if task in levels)
+        lines.append(f"*constant prediction*: the best test score of predicting one class for every example ({how}).")
+    if unreadable:
+        lines.append(
+            f"No chance reference for {', '.join(unreadable)}: their test labels could not be read from the data "
+            "their runs name."
+        )
+    if at_chance:
+        lines.append(
+            f"At chance for {baseline} (mean within {CHANCE_MARGIN:g} points of the constant prediction): "
+            f"{', '.join(at_chance)}; differences there say nothing about the methods."
+        )
+    return lines + ([""] if lines else [])
