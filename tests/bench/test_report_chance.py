@@ -3,6 +3,8 @@ baseline learned, on hand-made GLUE files and results."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ from mixtune.data.examples import TaskSpec
 from .conftest import record_line
 from .test_bench_report import row
 from .test_report_stability import section, write_results
+
+PICK_RIVALS = Path(__file__).parents[2] / "benchmarks" / "pick_rivals.py"
 
 
 def spec(metric: str, kind: str = "classification") -> TaskSpec:
@@ -77,3 +81,32 @@ def test_unreadable_labels_are_said_not_guessed(tmp_path):
     assert "*constant prediction*" not in scores.split("No chance reference")[0]
     assert "No chance reference for sst2, rte: their test labels could not be read from the data their runs name." in scores
     assert "Verdict on the tasks that learn" not in text
+
+
+def test_pick_rivals_ranks_rivals_on_the_tasks_that_learn(tmp_path, capsys):
+    module_spec = importlib.util.spec_from_file_location("pick_rivals", PICK_RIVALS)
+    pick_rivals = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(pick_rivals)
+    data_dir = glue_folder(tmp_path / "glue")
+    scores = {  # method: (rte, sst2) on seeds 1 and 2; rte sits at chance for vanilla (76 against 75)
+        "vanilla": (76, 85),
+        "dps": (99, 80),  # best on rte, but rte does not count
+        "lora": (60, 86),
+        "mixout": (70, 88),  # the best rival: best on sst2
+        "soup-start": (70, 95),  # a control, not a rival
+        "mixup-blo-share": (70, 95),  # a variant of the method
+        "setfit": (70, 99),  # did not run the next run's stsb
+    }
+    lines = [
+        with_data(record_line(task, method, seed, score + (seed == 3) * 50), data_dir)
+        for method, pair in scores.items()
+        for task, score in zip(("rte", "sst2"), pair)
+        for seed in (1, 2, 3)
+    ]
+    lines += [with_data(record_line("stsb", m, 1, 80), data_dir) for m in scores if m != "setfit"]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert pick_rivals.main([str(path), "--seeds", "1-2", "--tasks", "rte", "stsb"]) == 0
+    ranked = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    # the mean over sst2 and stsb (80 for every row), seed 3's +50 left out
+    assert ranked == [["mixout", "84.00"], ["lora", "83.00"], ["dps", "80.00"]]

@@ -18,7 +18,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mixtune.bench.chance import CHANCE_MARGIN, chance_levels, chance_note, chance_row, tasks_at_chance
+from mixtune.bench.chance import (
+    CHANCE_MARGIN,
+    chance_levels,
+    chance_note,
+    chance_row,
+    tasks_at_chance,
+)
 from mixtune.bench.runs import (
     BOOTSTRAP_RESAMPLES,
     GLUE_ORDER,
@@ -27,6 +33,7 @@ from mixtune.bench.runs import (
     load_runs,
     ordered,
 )
+from mixtune.bench.stability import disagreement_table, failed_counts, stability_table
 from mixtune.bench.tables import (
     alpha_diagnostics_table,
     alpha_role_table,
@@ -39,7 +46,6 @@ from mixtune.bench.tables import (
     selection_table,
     settings_table,
 )
-from mixtune.bench.stability import disagreement_table, failed_counts, stability_table
 from mixtune.bench.verdict import verdict_table
 
 
