@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Issue #15's second table end to end: tune -> select -> the n = 300 table (seeds 1-3 first, then 4-5) -> its
-# reports. Every step resumes, so after an interruption run it again and it goes on where it stopped (a finished
-# step costs seconds). The budget (README, "The second table"): 2.4 h of tuning (done), 3.5 h per seed of the table.
+# Issue #15's second table end to end: tune -> select -> run 1 (n = 300) seeds 1-3 -> runs 2 (n = 1000) and 3
+# (all-mpnet-base-v2) a seed at a time, interleaved -> run 1 seeds 4-5 -> the reports. Every step resumes, so after
+# an interruption run it again and it goes on where it stopped (a finished step costs seconds); each stop leaves
+# usable tables. The budget: the README, "The second table".
 #   bash benchmarks/table2.sh                # WORKERS=N for N single-threaded runs side by side (default 2)
 # The tuned choice (benchmarks/tuned_table2.yaml) is written once and then kept: delete it to select again.
+# Runs 2 and 3 name run 1's rivals (benchmarks/pick_rivals.py on seeds 1-3), so their configs are written once
+# run 1 has seeds 1-3; until then the chain stops at run 2 (mixtune bench: no such config).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/chain.sh
@@ -11,6 +14,12 @@ source benchmarks/chain.sh
 bench benchmarks/tune_table2.yaml
 select_once tune_table2
 bench benchmarks/table2_n300.yaml --seeds 1-3
+for seeds in 1 1-2 1-3; do
+  bench benchmarks/table2_n1000.yaml --seeds "$seeds"
+  bench benchmarks/table2_mpnet.yaml --seeds "$seeds"
+done
 bench benchmarks/table2_n300.yaml
 mixtune report results/table2_n300.jsonl --out results/table2_n300-report --focus mixup-blo
 mixtune report results/table2_n300.jsonl --out results/table2_n300-vs-soup --focus mixup-blo --baseline soup-start
+mixtune report results/table2_n1000.jsonl --out results/table2_n1000-report --focus mixup-blo
+mixtune report results/table2_mpnet.jsonl --out results/table2_mpnet-report --focus mixup-blo
