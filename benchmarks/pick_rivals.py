@@ -1,6 +1,6 @@
-"""Issue #15's rule for the rivals of runs 2 and 3, written down when run 1 had seed 1 of five tasks (of seeds 1-3 of
-six): rank the rivals of mixup-blo by their mean test score over run 1's seeds 1-3 on the tasks that learn (where vanilla's mean is more
-than 5 points above the constant prediction, mixtune.bench.chance), and name the best.
+"""Issue #15's rule for the rivals of runs 2 and 3, written down when run 1 had seed 1 of five tasks (of seeds 1-3
+of six): rank the rivals of mixup-blo by their mean test score over run 1's seeds 1-3 on the tasks that learn
+(where vanilla's mean is more than 5 points above the constant prediction, mixtune.bench.chance), best first.
 
     python benchmarks/pick_rivals.py results/table2_n300.jsonl --seeds 1-3 --tasks cola mrpc stsb rte
 
