@@ -6,13 +6,13 @@ scores 81 on its test set, above most rows finetuned on 300 examples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from mixtune.bench.runs import Run, mean_std
-from mixtune.config import DataConfig
+from mixtune.bench.runs import Run
+from mixtune.config import build_config
 from mixtune.data.examples import TaskSpec
 from mixtune.errors import MixtuneError
 
@@ -55,9 +55,8 @@ def _test_labels(data: dict[str, Any], split: str) -> tuple[TaskSpec, list] | No
 
     if not data:
         return None  # a record without its config: nothing to find the labels by
-    known = {f.name for f in fields(DataConfig)}
     try:
-        task = load_task(DataConfig(**{k: v for k, v in data.items() if k in known}))
+        task = load_task(build_config({"data": data}).data)
     except (MixtuneError, OSError):
         return None
     return (task.spec, task.tests[split].labels) if split in task.tests else None
@@ -68,7 +67,7 @@ def tasks_at_chance(runs: list[Run], levels: dict[str, Chance], baseline: str) -
     at_chance = []
     for task, chance in levels.items():
         scores = [r.score for r in runs if r.task == task and r.method == baseline]
-        if scores and mean_std(scores)[0] <= chance.score + CHANCE_MARGIN:
+        if scores and np.mean(scores) <= chance.score + CHANCE_MARGIN:
             at_chance.append(task)
     return at_chance
 
