@@ -9,7 +9,8 @@ the record has cpu_s, else their wall time) of the same method
 (time_s.search over size x search.epochs) and of the rest (over size x train.epochs), times the cell's own
 budgets. Cells that share a cached search pay for it once. A method never timed on that task is priced by its
 median ratio to vanilla on the tasks where both ran; cells with no basis at all are counted apart.
-Wall times of busy machines inflate the medians: without cpu_s, pass the quietest files.
+Wall times of busy machines inflate the medians: without cpu_s, pass the quietest files. Runs side by side wait
+for the cores too, so where the records have cpu_s the total is also given at their own wall time per CPU-second.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Timings:
 
     def __init__(self, paths: list[Path]) -> None:
         self.per_example: dict[tuple[Kind, str, str | None], dict[Phase, list[float]]] = defaultdict(lambda: defaultdict(list))
+        self.cpu_s = self.wall_s = 0.0  # over the runs that recorded both: how much waiting the prices leave out
         for path in paths:
             for record in read_results(path):
                 size = record["key"].get("size")
@@ -66,6 +68,8 @@ class Timings:
                 phases = {"search": search, "rest": alone - search}
                 # CPU seconds where the record has them (a busy machine inflates wall time, not CPU time)
                 cpu_share = record["cpu_s"] / times["total"] if record.get("cpu_s") and times["total"] > 0 else 1.0
+                if record.get("cpu_s"):
+                    self.cpu_s, self.wall_s = self.cpu_s + record["cpu_s"], self.wall_s + times["total"]
                 key = (kind(record["method"], record["config"]["mixup"]), record["key"]["task"], record["key"]["model"])
                 for phase, seconds in phases.items():
                     self.per_example[key][phase].append(seconds * cpu_share / units[phase])
@@ -143,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {group:28s} {seconds.get(group, 0.0):9,.0f} CPU-s{note}")
     total = sum(seconds.values())
     print(f"  {'total':28s} {total:9,.0f} CPU-s = {total / 3600:.1f} CPU-h: {total / 3600 / args.workers:.1f} h on {args.workers} workers")
+    if timings.cpu_s > 0:
+        ratio = timings.wall_s / timings.cpu_s
+        print(
+            f"  the given runs took {timings.wall_s / 3600:.1f} h of wall time for {timings.cpu_s / 3600:.1f} CPU-h ({ratio:.2f}x):"
+            f" at that rate, {total * ratio / 3600 / args.workers:.1f} h on {args.workers} workers"
+        )
     if unpriced:
         print(f"  {sum(unpriced.values())} cells have no timing in the given files and are not counted")
     return 0

@@ -80,6 +80,15 @@ def test_cpu_seconds_beat_wall_time_where_recorded(budget, tmp_path, capsys):
     assert priced(capsys.readouterr().out, "vanilla") == "200"
 
 
+def test_the_total_is_also_given_at_the_runs_own_wall_time_per_cpu_second(budget, tmp_path, capsys):
+    """Runs that waited for the cores: 3,600 s of wall time for 2,400 CPU-s, 1.5x; 3,600 CPU-s to run is 1.5 h."""
+    timed = write_records(tmp_path, [{**record("vanilla", "sst2", s, 1800.0), "cpu_s": 1200.0} for s in (1, 2)])
+    config = write_config(tmp_path, ["vanilla"], {}, seeds=(1, 2, 3))
+    assert budget.main([str(config), "--from", str(timed), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1.0 h of wall time for 0.7 CPU-h (1.50x): at that rate, 1.5 h on 1 workers" in out
+
+
 def test_cells_sharing_a_cached_search_pay_for_it_once(budget, tmp_path, capsys):
     timed = write_records(tmp_path, [
         record("vanilla", "sst2", 1, 100.0),
