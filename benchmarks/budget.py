@@ -67,8 +67,9 @@ class Timings:
                 alone, _ = run_cost(record)  # a search loaded from the cache counted at its original time
                 phases = {"search": search, "rest": alone - search}
                 # CPU seconds where the record has them (a busy machine inflates wall time, not CPU time)
-                cpu_share = record["cpu_s"] / times["total"] if record.get("cpu_s") and times["total"] > 0 else 1.0
-                if record.get("cpu_s"):
+                cpu_share = 1.0
+                if record.get("cpu_s") and times["total"] > 0:
+                    cpu_share = record["cpu_s"] / times["total"]
                     self.cpu_s, self.wall_s = self.cpu_s + record["cpu_s"], self.wall_s + times["total"]
                 key = (kind(record["method"], record["config"]["mixup"]), record["key"]["task"], record["key"]["model"])
                 for phase, seconds in phases.items():
