@@ -188,3 +188,22 @@ def test_selection_section_compares_the_chosen_and_the_last_step(tmp_path):
     table = text.split("### Checkpoint selection")[1].split("###")[0]
     assert row(table, "vanilla") == ["sst2", "2", "70.00", "68.00", "+2.00", "30"]
     assert (tmp_path / "report" / "dev_curves_default_n300.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_mixing_section_lists_wise_ft_scalars_and_counts_the_finetuned_ones(tmp_path):
+    lines = []
+    for task, seed, chosen in [("sst2", 2, 1.0), ("sst2", 1, 0.6), ("rte", 1, 1.0)]:
+        line = record_line(task, "wise-ft", seed, 70.0)
+        line["log"] = {"wise_ft": {"chosen": chosen, "dev_scores": {}}}
+        lines.append(line)
+    lines.append(record_line("sst2", "vanilla", 1, 70.0))
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_report([path], tmp_path / "report")
+    table = (tmp_path / "report" / "report.md").read_text().split("### WiSE-FT's mixing")[1].split("###")[0]
+    assert row(table, "wise-ft") == ["0.6, 1", "1", "2 of 3"]
+    assert "| vanilla |" not in table
+
+
+def test_no_mixing_section_without_wise_ft(report):
+    assert "WiSE-FT's mixing" not in report[1]

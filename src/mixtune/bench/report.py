@@ -5,10 +5,10 @@ MNLI: matched), stability (std, worst seed, degenerate and failed runs, and how 
 test examples), a paired comparison with the baseline (mean difference over shared seeds, 95% bootstrap CI
 over seeds, win rate with ties as half a win), the focus method (the main method by default) against every
 other row task by task and its verdict over all paired (task, seed) runs, cost (median wall time and peak
-memory, and their median paired ratio to the baseline; the CPU-time ratio too, from records with cpu_s) and the
-learned alpha. Beside the scores, a chance reference (mixtune.bench.chance: the constant prediction's test score,
-the one number read from the data the records name rather than from the records), and the verdict again on the
-tasks where the baseline rose above it.
+memory, and their median paired ratio to the baseline; the CPU-time ratio too, from records with cpu_s), the
+scalar WiSE-FT chose on dev and the learned alpha. Beside the scores, a chance reference (mixtune.bench.chance:
+the constant prediction's test score, the one number read from the data the records name rather than from the
+records), and the verdict again on the tasks where the baseline rose above it.
 A method label with runs under several config hashes is shown as one row per hash ("lora@1a2b3c4d").
 """
 
@@ -41,6 +41,7 @@ from mixtune.bench.tables import (
     cost_table,
     head_to_head_table,
     markdown_table,
+    mixing_table,
     paired_table,
     score_table,
     selection_table,
@@ -84,6 +85,7 @@ def write_report(paths: list[Path], out: Path, baseline: str = "vanilla", focus:
         lines += _verdict_section(group, tasks, methods, focus)
         lines += _learned_verdict_section(group, [t for t in tasks if t not in at_chance], at_chance, methods, focus, baseline)
         lines += _selection_section(group, tasks, methods, name, title, out)
+        lines += _mixing_section(group, tasks, methods)
         lines += ["### Cost", "", *_cached_note(group), *cost_table(group, methods, baseline), ""]
         lines += _alpha_section(group, tasks, methods, name, title, out)
         lines += ["### Settings", "", *settings_table(group, methods), ""]
@@ -206,6 +208,18 @@ def _selection_section(runs: list[Run], tasks: list[str], methods: list[str], na
         plots.dev_curve_plot(runs, curved_tasks, curved, out / file, title)
         lines += [f"![dev curves](dev_curves_{name}.png)", ""]
     return lines
+
+
+def _mixing_section(runs: list[Run], tasks: list[str], methods: list[str]) -> list[str]:
+    """WiSE-FT's scalar, chosen on dev: 1 means it kept the finetuned weights and the row is its finetune's."""
+    table = mixing_table(runs, tasks, methods)
+    if not table:
+        return []
+    text = (
+        "The scalar a each WiSE-FT run chose on its dev split (weights (1 - a) W0 + a W; 1 keeps the finetuned "
+        "weights, ties go to the larger a), per seed in seed order."
+    )
+    return ["### WiSE-FT's mixing", "", text, "", *table, ""]
 
 
 def _alpha_section(runs: list[Run], tasks: list[str], methods: list[str], name: str, title: str, out: Path) -> list[str]:

@@ -50,6 +50,7 @@ class Run:
     regression: bool = False  # predictions are values, not class indices
     test_split: str = "test"  # the split the score is on ("test"; MNLI: "matched")
     data: dict[str, Any] = field(default_factory=dict)  # the run's data config (config.data): where its labels are
+    wise_ft_mixing: float | None = None  # wise-ft's dev-chosen scalar (log.wise_ft.chosen): 1 = the finetuned weights
 
     @property
     def pair_key(self) -> tuple:
@@ -136,6 +137,7 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
         regression=record.get("task", {}).get("kind") == "regression",
         test_split=split,
         data=record.get("config", {}).get("data", {}),
+        wise_ft_mixing=record.get("log", {}).get("wise_ft", {}).get("chosen"),
     )
 
 

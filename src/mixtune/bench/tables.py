@@ -282,6 +282,22 @@ def selection_table(runs: list[Run], tasks: list[str], methods: list[str]) -> li
     return markdown_table(header, rows) if rows else []
 
 
+def mixing_table(runs: list[Run], tasks: list[str], methods: list[str]) -> list[str]:
+    """Per row that chose a WiSE-FT scalar on dev: the scalars of its seeds per task, and how often it kept W alone."""
+    rows = []
+    for method in methods:
+        mixed = [r for r in runs if r.method == method and r.wise_ft_mixing is not None]
+        if not mixed:
+            continue
+        cells = []
+        for task in tasks:
+            chosen = [f"{r.wise_ft_mixing:g}" for r in sorted(mixed, key=lambda r: r.seed) if r.task == task]
+            cells.append(", ".join(chosen) or DASH)
+        kept = sum(r.wise_ft_mixing == 1.0 for r in mixed)
+        rows.append([method, *cells, f"{kept} of {len(mixed)}"])
+    return markdown_table(["method", *tasks, "finetuned weights kept (1)"], rows) if rows else []
+
+
 def _selected_step(run: Run) -> float:
     """The step best-dev selection kept: the last of the best dev scores (ties go to the later step)."""
     best = max(reversed(run.dev_curve), key=lambda point: point["dev"], default={"step": 0})
