@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,10 @@ def report(report_results, tmp_path):
     out = tmp_path / "report"
     headline = write_report([report_results], out)
     return headline, (out / "report.md").read_text(), out
+
+
+def write_records(path: Path, lines: list[dict]) -> None:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 def section(text: str, title: str) -> str:
@@ -135,7 +140,7 @@ def test_settings_say_where_tuned_values_came_from_and_cached_searches_cost_what
         record_line("rte", "mixup-blo", 2, 50, memory=1500.0, settings_from=source, **cached),
     ]
     path = tmp_path / "table.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_records(path, lines)
     write_report([path], tmp_path / "out")
     text = (tmp_path / "out" / "report.md").read_text()
     settings = section(text + "## Model default, n = 500", "Settings")
@@ -167,7 +172,7 @@ def test_cost_in_cpu_time_pairs_only_runs_that_recorded_it(tmp_path):
                     time_s={"total": 20.0, "search": 200.0}),
     ]
     path = tmp_path / "table.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_records(path, lines)
     write_report([path], tmp_path / "out")
     cost = section((tmp_path / "out" / "report.md").read_text() + "## Model default, n = 500", "Cost")
     # wall: 1.5, 1.5, 4.4 -> median 1.5; CPU: 3.0 and 4.4 -> median 3.7
@@ -182,7 +187,7 @@ def test_selection_section_compares_the_chosen_and_the_last_step(tmp_path):
         line["log"] = {"finetune": {"dev_curve": [{"step": 10, "dev": 50.0}, {"step": 20 * seed, "dev": 90.0}]}}
         lines.append(line)
     path = tmp_path / "results.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_records(path, lines)
     write_report([path], tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
     table = text.split("### Checkpoint selection")[1].split("###")[0]
@@ -198,7 +203,7 @@ def test_mixing_section_lists_wise_ft_scalars_and_counts_the_finetuned_ones(tmp_
         lines.append(line)
     lines.append(record_line("sst2", "vanilla", 1, 70.0))
     path = tmp_path / "results.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_records(path, lines)
     write_report([path], tmp_path / "report")
     table = (tmp_path / "report" / "report.md").read_text().split("### WiSE-FT's mixing")[1].split("###")[0]
     assert row(table, "wise-ft") == ["0.6, 1", "1", "2 of 3"]

@@ -286,13 +286,10 @@ def mixing_table(runs: list[Run], tasks: list[str], methods: list[str]) -> list[
     """Per row that chose a WiSE-FT scalar on dev: the scalars of its seeds per task, and how often it kept W alone."""
     rows = []
     for method in methods:
-        mixed = [r for r in runs if r.method == method and r.wise_ft_mixing is not None]
+        mixed = sorted((r for r in runs if r.method == method and r.wise_ft_mixing is not None), key=lambda r: r.seed)
         if not mixed:
             continue
-        cells = []
-        for task in tasks:
-            chosen = [f"{r.wise_ft_mixing:g}" for r in sorted(mixed, key=lambda r: r.seed) if r.task == task]
-            cells.append(", ".join(chosen) or DASH)
+        cells = [", ".join(f"{r.wise_ft_mixing:g}" for r in mixed if r.task == task) or DASH for task in tasks]
         kept = sum(r.wise_ft_mixing == 1.0 for r in mixed)
         rows.append([method, *cells, f"{kept} of {len(mixed)}"])
     return markdown_table(["method", *tasks, "finetuned weights kept (1)"], rows) if rows else []
