@@ -5,7 +5,8 @@ of six): rank the rivals of mixup-blo by their mean test score over run 1's seed
     python benchmarks/pick_rivals.py results/table2_n300.jsonl --seeds 1-3 --tasks cola mrpc stsb rte
 
 A rival is any row except mixup-blo, its variants (mixup-blo-*) and the rows that are its controls or vanilla's
-(vanilla, soup-start, wise-ft), that ran every task of the next run (`--tasks`: setfit cannot run STS-B).
+(vanilla, soup-start, wise-ft, and their variants such as vanilla-lr2e-5), that ran every task of the next run
+(`--tasks`: setfit cannot run STS-B).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ NOT_RIVALS = ("vanilla", "soup-start", "wise-ft", "mixup-blo")
 
 
 def is_rival(method: str) -> bool:
-    return method not in NOT_RIVALS and not method.startswith("mixup-blo-")
+    """Not mixup-blo, a control, vanilla, nor a labelled variant of one of them (NAME-...)."""
+    return not any(method == name or method.startswith(f"{name}-") for name in NOT_RIVALS)
 
 
 def ranking(runs: list[Run], next_tasks: list[str]) -> tuple[list[tuple[str, float]], list[str]]:

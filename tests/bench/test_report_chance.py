@@ -95,6 +95,7 @@ def test_pick_rivals_ranks_rivals_on_the_tasks_that_learn(tmp_path, capsys):
         "mixout": (70, 88),  # the best rival: best on sst2
         "soup-start": (70, 95),  # a control, not a rival
         "mixup-blo-share": (70, 95),  # a variant of the method
+        "vanilla-lr2e-5": (70, 95),  # a variant of a control
         "setfit": (70, 99),  # did not run the next run's stsb
     }
     lines = [
