@@ -38,6 +38,11 @@ def results_path(tmp_path: Path) -> Path:
     return tmp_path / "results" / "grid.jsonl"
 
 
+def write_records(path: Path, lines: list[dict[str, Any]]) -> None:
+    """A results file holding `lines`, one JSON object per line, as mixtune bench writes it."""
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
 def record_line(task: str, method: str, seed: int, score: float, **extra: Any) -> dict[str, Any]:
     """One ok results line as mixtune bench writes it, with only what the report reads."""
     metric = {"cola": "mcc", "stsb": "spearman"}.get(task, "accuracy")

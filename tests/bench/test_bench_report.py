@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from mixtune.bench.report import write_report
 from mixtune.bench.runs import bootstrap_ci, load_runs, reported_split, win_rate
 from mixtune.errors import MixtuneError
 
-from .conftest import record_line
+from .conftest import record_line, write_records
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -21,10 +18,6 @@ def report(report_results, tmp_path):
     out = tmp_path / "report"
     headline = write_report([report_results], out)
     return headline, (out / "report.md").read_text(), out
-
-
-def write_records(path: Path, lines: list[dict]) -> None:
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 def section(text: str, title: str) -> str:
@@ -126,10 +119,6 @@ def test_no_finished_runs_is_a_user_error(tmp_path):
 def test_settings_say_where_tuned_values_came_from_and_cached_searches_cost_what_they_did(tmp_path):
     """vanilla ran with settings from a tuned file, vanilla-released from the config itself; mixup-blo seed 2
     loaded its search (200 s, 3000 MB when it ended) from the cache, so it counts 10 + 200 s and 3000 MB."""
-    import json
-
-    from .conftest import record_line
-
     source = "benchmarks/tuned.yaml: Tuned settings chosen by `mixtune select` from results/tune.jsonl on 2025-01-02."
     cached = {"search_cached": True, "time_s": {"total": 10.0, "search": 200.0}, "log": {"search": {"peak_memory_mb": 3000.0}}}
     lines = [
@@ -158,10 +147,6 @@ def test_cost_in_cpu_time_pairs_only_runs_that_recorded_it(tmp_path):
     """Seed 1: vanilla 100 s of wall time on 50 s of CPU (a busy machine), mixup-blo 150 s on 150 s: 1.5x in
     wall time, 3x in CPU time. Seed 2's vanilla has no cpu_s, so its pair counts in wall time only. Seed 3's
     mixup-blo reused a cached search of 200 s: its CPU time counts 20 + 200 against vanilla's 50 (4.4x)."""
-    import json
-
-    from .conftest import record_line
-
     lines = [
         record_line("rte", "vanilla", 1, 50, seconds=100.0, cpu_s=50.0),
         record_line("rte", "mixup-blo", 1, 50, seconds=150.0, cpu_s=150.0),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,8 @@ from mixtune.bench.grid import load_grid
 from mixtune.bench.select import overrides_yaml, select, table
 from mixtune.cli import main
 from mixtune.errors import MixtuneError
+
+from .conftest import write_records
 
 DAY = date(2025, 1, 2)
 
@@ -62,7 +63,7 @@ def tuning(tmp_path) -> Path:
         *cells("lora", 1e-3, 10, (99, 99), (99, 99))[:3],
     ]
     path = tmp_path / "tune.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_records(path, lines)
     return path
 
 
@@ -135,7 +136,7 @@ def test_two_variants_of_one_method_are_tuned_apart_by_row_and_compete_by_method
         *variant_cells("mixup-blo-share", "mixup-blo", 2e-5, (70, 70), (80, 80)),
         *variant_cells("mixup-blo-share", "mixup-blo", 1e-4, (60, 60), (70, 70)),
     ]
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_records(path, lines)
     by_row = select(path)
     assert {row: c.label for row, c in by_row.chosen.items()} == {
         "mixup-blo": "mixup-blo[lr=1e-04,epochs=10]", "mixup-blo-share": "mixup-blo-share[lr=2e-05,epochs=10]",
@@ -156,7 +157,7 @@ def test_two_variants_of_one_method_are_tuned_apart_by_row_and_compete_by_method
 def test_a_method_with_no_complete_variant_is_an_error_and_nothing_is_written(tmp_path, capsys):
     path = tmp_path / "tune.jsonl"
     lines = [*cells("vanilla", 2e-5, 3, (50, 52), (70, 72)), *cells("dps", 2e-5, 3, (50, 52), (70, 72))[:3]]
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_records(path, lines)
     out = tmp_path / "tuned.yaml"
     assert main(["select", str(path), "--out", str(out)]) == 2
     captured = capsys.readouterr()
@@ -171,9 +172,9 @@ def test_user_errors(tmp_path):
     path = tmp_path / "tune.jsonl"
     lines = [*cells("vanilla", 2e-5, 3, (50, 52), (70, 72)), {**tuned_line("vanilla", 2e-5, 3, "rte", 3, 50.0)}]
     lines[-1]["key"]["size"] = 500
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_records(path, lines)
     with pytest.raises(MixtuneError, match="several models or train sizes"):
         select(path)
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines[:-1]))
+    write_records(path, lines[:-1])
     with pytest.raises(MixtuneError, match="has no 'validation' scores: choose --split from dev, test"):
         select(path, split="validation")

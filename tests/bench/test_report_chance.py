@@ -4,7 +4,6 @@ baseline learned, on hand-made GLUE files and results."""
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from mixtune.bench.chance import constant_prediction
 from mixtune.data.examples import TaskSpec
 
-from .conftest import record_line
+from .conftest import record_line, write_records
 from .test_bench_report import row
 from .test_report_stability import section, write_results
 
@@ -106,7 +105,7 @@ def test_pick_rivals_ranks_rivals_on_the_tasks_that_learn(tmp_path, capsys):
     ]
     lines += [with_data(record_line("stsb", m, 1, 80), data_dir) for m in scores if m != "setfit"]
     path = tmp_path / "results.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_records(path, lines)
     assert pick_rivals.main([str(path), "--seeds", "1-2", "--tasks", "rte", "stsb"]) == 0
     ranked = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
     # the mean over sst2 and stsb (80 for every row), seed 3's +50 left out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -12,14 +10,14 @@ from mixtune.bench.runs import bootstrap_ci, load_runs
 from mixtune.bench.stability import disagreement, failed_counts
 from mixtune.bench.verdict import task_outcome
 
-from .conftest import failed_line, record_line
+from .conftest import failed_line, record_line, write_records
 from .test_bench_report import row
 
 
 def write_results(tmp_path, lines: list[dict]) -> str:
     """report.md of a results file holding `lines`."""
     path = tmp_path / "bench.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_records(path, lines)
     write_report([path], tmp_path / "report")
     return (tmp_path / "report" / "report.md").read_text()
 
