@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mixtune.config import SearchConfig
+from mixtune.device import full_precision, model_device, set_rng_state
 from mixtune.device import rng_state as device_rng_state
-from mixtune.device import set_rng_state
 from mixtune.errors import MixtuneError
 from mixtune.mixup.diagnostics import SearchDiagnostics
 from mixtune.mixup.inject import (
@@ -30,6 +30,7 @@ from mixtune.mixup.inject import (
     injected_form,
     task_parameters,
 )
+from mixtune.mixup.layer import autocast_disabled
 from mixtune.optim import decay_groups, make_optimizer, make_schedule, steps_for
 from mixtune.train import batch_loss, cycle
 
@@ -113,7 +114,24 @@ def finite_difference_hypergradient(
     W is the current (already stepped) task weights: saved before the perturbation and copied back after, so it
     is restored bit for bit. The two perturbed passes share one dropout mask (same RNG state); the validation
     pass runs without dropout when `val_dropout` is False.
+    All three passes run in fp32 whatever the run's precision: the nudge eps * d is about 1/20 of a bf16 step,
+    so under bf16 autocast g+ - g- is rounding noise (issue 30).
     """
+    with full_precision(), autocast_disabled(model_device(model)):
+        return _finite_difference(model, val_batch, train_batch, alphas, weights, xi, preconditioner, val_dropout)
+
+
+def _finite_difference(
+    model: nn.Module,
+    val_batch: dict | list[dict],
+    train_batch: dict,
+    alphas: list[nn.Parameter],
+    weights: list[nn.Parameter],
+    xi: float,
+    preconditioner: list[torch.Tensor] | None,
+    val_dropout: bool,
+) -> list[torch.Tensor]:
+    """finite_difference_hypergradient's passes, in whatever precision the caller set."""
     with dropout_mode(model, val_dropout):
         grads = mean_loss_gradients(model, val_batch, alphas + weights, allow_unused=True)
     direct = list(grads[: len(alphas)])

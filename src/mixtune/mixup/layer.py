@@ -14,10 +14,15 @@ interior, so db/dtheta = b (1 - b) > 0, whereas the released form's W0 coefficie
 with zero gradient. (The loss gradient on b is (W0 - W) * dL/dW~: it needs W to have moved off W0.)
 The parameters keep the names alpha_a / alpha_b in every form (theta's factors for the share form).
 The bias is the wrapped layer's ordinary trainable bias.
+
+Precision: the coefficients and W~ are formed in fp32 (float64 for float64 weights) whatever the autocast
+state; only the forward's x @ W~ runs under autocast, as any nn.Linear's does. A learned |1 - coef| is
+below 6e-3, under bf16's spacing near 1 (2^-8): a bf16 `A @ B` rounds the mixup away (issue 30).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -29,6 +34,18 @@ from mixtune.config import MixupConfig
 ALPHA_PARAM_NAMES = ("alpha_a", "alpha_b")
 FORMS = ("released", "convex", "share")
 GRANULARITIES = ("rank", "row", "module")
+
+
+def mixing_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the mixup is formed in: fp32, or the weights' own when wider (float64)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def autocast_disabled(device: torch.device) -> contextlib.AbstractContextManager:
+    """No autocast on `device` for the block (a device autocast does not know, such as meta, has none to turn off)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class MixupLinear(nn.Module):
@@ -106,9 +123,17 @@ class MixupLinear(nn.Module):
     def coefficients(
         self, alpha_a: torch.Tensor | None = None, alpha_b: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (out x in) coefficient matrices multiplying W and W0 (of other alpha values when given)."""
+        """The (out x in) coefficient matrices multiplying W and W0 (of other alpha values when given).
+
+        In fp32 (mixing_dtype) with autocast off, so a bf16 run keeps the learned |1 - coef| (module docstring).
+        """
         a = self.alpha_a if alpha_a is None else alpha_a
         b = self.alpha_b if alpha_b is None else alpha_b
+        dtype = mixing_dtype(a.dtype)
+        with autocast_disabled(a.device):
+            return self._coefficients(a.to(dtype), None if b is None else b.to(dtype))
+
+    def _coefficients(self, a: torch.Tensor, b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         shape = self.weight0.shape
         if self.form == "share":
             share = torch.sigmoid(a if b is None else a @ b).expand(shape)
@@ -134,38 +159,51 @@ class MixupLinear(nn.Module):
         return torch.where(total > 0, on_pretrained / total.clamp_min(torch.finfo(total.dtype).tiny), torch.zeros_like(total))
 
     def mixing_terms(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(coefficient on W, the whole pretrained term coef * W0), so that W~ = coef_W * W + term.
+        """(coefficient on W, the whole pretrained term coef * W0), so that W~ = coef_W * W + term; fp32.
 
         While alpha is frozen (the finetune phase) both are constants: computed once and cached until
-        alpha or W0 change (tracked by version counters), so a finetune step costs one multiply-add more
-        than a vanilla one.
+        alpha or W0 change (tracked by version counters) or move to another dtype or device, so a finetune
+        step costs one multiply-add more than a vanilla one. Formed in fp32 whatever the autocast state, the
+        cache serves autocast and fp32 passes alike.
         """
         params = self.alpha_parameters()
         if any(p.requires_grad or not isinstance(p, nn.Parameter) for p in params):  # training alpha, or torch.func
-            coef_task, coef_pre = self.coefficients()
-            return coef_task, coef_pre * self.weight0
-        key = tuple((t.data_ptr(), t._version) for t in (*params, self.weight0))
+            return self._fresh_terms()
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in (*params, self.weight0))
         if getattr(self, "_cache_key", None) != key:
             with torch.no_grad():
-                coef_task, coef_pre = self.coefficients()
-                self._cached = (coef_task, coef_pre * self.weight0)
+                self._cached = self._fresh_terms()
             self._cache_key = key
         return self._cached
 
+    def _fresh_terms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        coef_task, coef_pre = self.coefficients()
+        with autocast_disabled(coef_pre.device):
+            return coef_task, coef_pre * self.weight0.to(coef_pre.dtype)
+
+    def _mix(self, coef_task: torch.Tensor, pretrained_term: torch.Tensor) -> torch.Tensor:
+        """W~ = coef_W * W + pretrained term, in the terms' dtype (fp32) with autocast off."""
+        with autocast_disabled(pretrained_term.device):
+            return torch.addcmul(pretrained_term, coef_task, self.base_layer.weight.to(pretrained_term.dtype))
+
     def mixed_weight(self) -> torch.Tensor:
-        coef_task, pretrained_term = self.mixing_terms()
-        return torch.addcmul(pretrained_term, coef_task, self.base_layer.weight)
+        """W~ in fp32 (float64 for float64 weights), from the cached terms while alpha is frozen."""
+        return self._mix(*self.mixing_terms())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.mixed_weight(), self.base_layer.bias)
+        # W~ in the layer's own dtype (a no-op for fp32 weights); under autocast F.linear casts it as nn.Linear's
+        return F.linear(x, self.mixed_weight().to(self.base_layer.weight.dtype), self.base_layer.bias)
 
     @torch.no_grad()
     def merged_linear(self) -> nn.Linear:
-        """A plain nn.Linear holding W~: the same outputs with no mixup cost at inference."""
+        """A plain nn.Linear holding W~: the same outputs with no mixup cost at inference.
+
+        W~ is merged afresh in fp32 (never the forward's cache), then stored in the layer's dtype.
+        """
         base = self.base_layer
         merged = nn.Linear(base.in_features, base.out_features, bias=base.bias is not None)
         merged.to(device=base.weight.device, dtype=base.weight.dtype)
-        merged.weight.copy_(self.mixed_weight())
+        merged.weight.copy_(self._mix(*self._fresh_terms()))
         if base.bias is not None:
             merged.bias.copy_(base.bias)
         return merged
