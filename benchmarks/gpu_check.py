@@ -7,16 +7,19 @@ its package: no network) on GLUE tasks from --data-dir.
 methods   every registered method, 32 RTE examples, 1 epoch (mixup-blo: 2 search splits of 1 epoch), exported and
           checked, in fp32; the methods with their own gradient handling also in bf16 and fp16; and mixup-blo's
           search with search.workers 2 against 1
+merge     mixup's export after evaluation under each precision's autocast (issue 30): the merged weights against a
+          W~ merged afresh in float64 on the CPU, with alpha near 1 (|1 - coef| about 1e-3, under bf16's spacing)
 compare   vanilla on 128 SST-2 examples, 2 epochs, on the CPU and on the GPU (fp32): test metrics and final losses
 timing    per precision: a vanilla step, a finetune-phase step (mixup injected, alpha frozen) and a bi-level
           iteration (an inner step and a first-order alpha step), median of --steps, batch 16 x 128 tokens, through
           the functions a run uses; ratios to the vanilla step
-Exit status 1 if any method failed. `--device cpu` runs the same on the CPU (to try the script without a GPU).
+Exit status 1 if any method or merge check failed. `--device cpu` runs the same on the CPU (to try the script without a GPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import statistics
 import sys
@@ -34,7 +37,8 @@ from mixtune.models import load_model, quiet_transformers
 from mixtune.run import run
 
 GRADIENT_METHODS = ("vanilla", "mixup-blo", "child-tuning-f", "child-tuning-d", "dps")  # also in bf16 and fp16
-SECTIONS = ("methods", "compare", "timing")
+SECTIONS = ("methods", "merge", "compare", "timing")
+MERGE_TOLERANCE = 1e-6  # relative: an fp32 W~ is about 1e-7 off float64, one formed in bf16 about 1e-3
 
 
 def short_run(data_dir: str, method: str, device: str, precision: str = "fp32", task: str = "rte", **sections) -> dict:
@@ -84,6 +88,49 @@ def check_methods(data_dir: str, device: str) -> int:
     gap = abs(one["log"]["finetune"]["final_loss"] - two["log"]["finetune"]["final_loss"])
     print(f"mixup-blo search.workers 2 against 1: {'identical' if same else f'differ (final loss by {gap:.2e})'}"
           f" ({main_metric(one)} / {main_metric(two)})")
+    return failed
+
+
+def float64_merge(layer: torch.nn.Module) -> torch.Tensor:
+    """W~ of a float64 CPU copy of the layer, from its coefficients: no cache, no autocast."""
+    wide = copy.deepcopy(layer).to("cpu", torch.float64)
+    with torch.no_grad():
+        on_task, on_pretrained = wide.coefficients()
+        return on_task * wide.base_layer.weight + on_pretrained * wide.weight0
+
+
+def check_mixup_merge(device: str) -> int:
+    """The mixup model evaluated under each precision on `device`, then merged: its weights against float64 W~."""
+    from mixtune.config import MixupConfig
+    from mixtune.mixup import inject_mixup, merge_and_unload, mixup_layers
+    from mixtune.mixup.inject import set_alpha_trainable
+    from mixtune.train import batch_loss
+
+    print(f"== mixup merged after evaluation under autocast on {device}: max |W~ - W~_float64| / max |W~| over layers")
+    tokenizer, model, _ = load_model(None, glue_task("rte").spec, seed=0)
+    inject_mixup(model, MixupConfig(form="released"))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _, layer in mixup_layers(model):
+            layer.reset_alpha(0.9993, 2e-4, generator)  # coef_W about 0.9986: the released alpha's learned scale
+            layer.base_layer.weight.add_(torch.randn(layer.weight0.shape, generator=generator), alpha=0.01)
+    set_alpha_trainable(model, False)
+    references = {name: float64_merge(layer) for name, layer in mixup_layers(model)}
+    batch = make_batches(tokenizer, 1, 4, 32)[0]
+    failed = 0
+    for precision in ("fp32", "bf16", "fp16") if device != "cpu" else ("fp32", "bf16"):
+        runtime = Runtime.resolve(device, precision)
+        candidate = runtime.place(copy.deepcopy(model))
+        with activated(runtime), torch.no_grad():
+            batch_loss(candidate, batch, scaled=True)  # evaluation: every layer's cache filled under autocast
+        merge_and_unload(candidate)
+        gap = max(
+            ((candidate.get_submodule(name).weight.double().cpu() - ref).abs().max() / ref.abs().max()).item()
+            for name, ref in references.items()
+        )
+        ok = gap < MERGE_TOLERANCE
+        failed += not ok
+        print(f"{'ok' if ok else 'FAILED':<8}{precision}: {gap:.1e} (tolerance {MERGE_TOLERANCE:.0e})")
     return failed
 
 
@@ -187,11 +234,13 @@ def main() -> int:
     started = time.perf_counter()
     if "methods" in sections:
         failed = check_methods(args.data_dir, device)
+    if "merge" in sections:
+        failed += check_mixup_merge(device)
     if "compare" in sections:
         compare_devices(args.data_dir, device)
     if "timing" in sections:
         timing(device, args.steps)
-    print(f"== {failed} method(s) failed; {time.perf_counter() - started:.0f} s")
+    print(f"== {failed} check(s) failed; {time.perf_counter() - started:.0f} s")
     return 1 if failed else 0
 
 

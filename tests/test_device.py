@@ -3,11 +3,14 @@ mechanics on the CPU, the run record; the tests marked gpu repeat what matters o
 
 from __future__ import annotations
 
+import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from mixtune.cli import main
 from mixtune.config import build_config
@@ -26,7 +29,9 @@ from mixtune.device import (
 )
 from mixtune.errors import MixtuneError
 from mixtune.methods import METHODS
-from mixtune.run import run
+from mixtune.methods.mixup_common import MixupMethod
+from mixtune.mixup import mixup_layers
+from mixtune.run import MODEL_DIR, run
 
 from .conftest import tiny_batch, tiny_bert
 
@@ -43,6 +48,34 @@ def tiny_config(tiny_model_dir, glue_dir, method="vanilla", **extra):
         **extra,
     }
     return build_config(values)
+
+
+@pytest.fixture
+def fresh_merges(monkeypatch) -> dict[str, torch.Tensor]:
+    """Filled at a mixup method's export: each layer's W~ merged afresh in float64 from alpha, W and W0 (a copy:
+    no cache, no autocast), the reference the exported weights are checked against."""
+    merges: dict[str, torch.Tensor] = {}
+    save = MixupMethod.save
+
+    def save_recording(method, model, directory, tokenizer):
+        for name, layer in mixup_layers(model):
+            wide = copy.deepcopy(layer).double()
+            with torch.no_grad():
+                on_task, on_pretrained = wide.coefficients()
+                merges[name] = (on_task * wide.base_layer.weight + on_pretrained * wide.weight0).cpu()
+        return save(method, model, directory, tokenizer)
+
+    monkeypatch.setattr(MixupMethod, "save", save_recording)
+    return merges
+
+
+def assert_exported_the_fresh_merge(merges: dict[str, torch.Tensor], run_dir: Path) -> None:
+    """The saved weights are the fp32 W~ (about 1e-7 relative off float64), not one formed in bf16 or fp16 (1e-3)."""
+    exported = load_file(str(run_dir / MODEL_DIR / "model.safetensors"))
+    assert merges
+    for name, reference in merges.items():
+        gap = (exported[f"{name}.weight"].double() - reference).abs().max() / reference.abs().max()
+        assert gap < 1e-6, f"{name}: the export is {gap:.1e} off the fp32 W~"
 
 
 # --- choosing -------------------------------------------------------------------------------------------
@@ -150,12 +183,14 @@ def test_the_record_says_which_device_and_precision_ran(tiny_model_dir, glue_dir
 
 
 @pytest.mark.parametrize("method", ["vanilla", "child-tuning-d", "child-tuning-f", "dps", "mixout", "mixup-blo", "lora"])
-def test_bf16_on_the_cpu_trains_evaluates_and_exports(method, tiny_model_dir, glue_dir, tmp_path):
+def test_bf16_on_the_cpu_trains_evaluates_and_exports(method, tiny_model_dir, glue_dir, tmp_path, fresh_merges):
     config = tiny_config(tiny_model_dir, glue_dir, method, precision="bf16", output_dir=str(tmp_path / "run"))
     record = run(config, progress=False)
     assert record["device"] == {"device": "cpu", "precision": "bf16"}
     assert np.isfinite(record["log"]["finetune"]["final_loss"])
     assert record["export"]["max_abs_logit_diff"] < 1e-3  # checked in fp32: the export, not the precision
+    if method == "mixup-blo":  # evaluated under bf16 autocast before the export: the merge is still the fp32 one
+        assert_exported_the_fresh_merge(fresh_merges, tmp_path / "run")
 
 
 # --- on a GPU (skipped without one; benchmarks/gpu_check.sh runs them) ---------------------------------------
@@ -166,11 +201,13 @@ GPU_CASES = [(name, "bf16") for name in sorted(METHODS) if name != "setfit"] + [
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("method, precision", GPU_CASES)
-def test_every_method_runs_on_the_gpu(method, precision, tiny_model_dir, glue_dir, tmp_path):
+def test_every_method_runs_on_the_gpu(method, precision, tiny_model_dir, glue_dir, tmp_path, fresh_merges):
     config = tiny_config(tiny_model_dir, glue_dir, method, device="cuda", precision=precision, output_dir=str(tmp_path / "run"))
     record = run(config, progress=False)
     assert record["device"]["device"].startswith("cuda:") and record["device"]["precision"] == precision
     assert record["export"]["max_abs_logit_diff"] < 1e-3
+    if issubclass(METHODS[method], MixupMethod):
+        assert_exported_the_fresh_merge(fresh_merges, tmp_path / "run")
 
 
 @pytest.mark.gpu

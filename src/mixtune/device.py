@@ -11,7 +11,8 @@ activates it for the run; the shared loop (mixtune.train) then
   optimiser step, which the scaler skips when the fp16 gradients overflowed (GradStep).
 Evaluation and prediction run under the same autocast; the export check in fp32 (full_precision).
 The bi-level search and CHILD-TUNING_D's Fisher pass take raw gradients (autograd.grad, per-tensor
-clipping), which a loss scaler does not cover: under fp16 they run in fp32, under bf16 in bf16.
+clipping), which a loss scaler does not cover: under fp16 they run in fp32, under bf16 in bf16 (except what
+bf16 would round away, in fp32 under any autocast: mixup's coefficients and W~, and its finite-difference passes).
 
 Plain torch.amp, not accelerate: the loop needs its own hooks between backward and the optimiser step
 (masks, DPS's stages, divergence checks), the search differentiates with autograd.grad, and methods
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import resource
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -205,3 +207,9 @@ def worker_devices(runtime: Runtime, workers: int) -> list[torch.device]:
         count = torch.cuda.device_count()
         return [torch.device("cuda", (device.index + i) % count) for i in range(workers)]
     return [device] * workers
+
+
+# --- memory ---------------------------------------------------------------------------------------------
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import platform
-import resource
 import shutil
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from mixtune.data import load_task
 from mixtune.data.batching import by_length, clamp_max_length, encode, length_order, make_loader
 from mixtune.data.examples import TaskSpec
 from mixtune.data.sampling import low_resource_indices
-from mixtune.device import Runtime, activated, full_precision, model_device
+from mixtune.device import Runtime, activated, full_precision, model_device, peak_memory_mb
 from mixtune.errors import MixtuneError
 from mixtune.heads import pair_encoding_of
 from mixtune.layers import reinit_top_layers
@@ -52,11 +51,6 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             versions[package] = "not installed"
     return versions
-
-
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def default_output_dir(config: RunConfig) -> Path:

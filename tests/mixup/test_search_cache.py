@@ -108,3 +108,14 @@ def test_a_key_left_at_the_forms_default_and_the_same_value_set_key_alike(monkey
         "epochs": 2, "unroll_steps": 5, "outer_full_split": True, "outer_dropout": False, "alpha_lr_sum": 1.0}}
     monkeypatch.setattr(config_module, "DEFAULT_MIXUP_FORM", "share")
     assert key({}) == key(share) != key(released)
+
+
+def test_bf16_searches_cached_before_the_fp32_mixup_are_not_reused():
+    """Issue 30 changed what a bf16 search computes (the mixup and the finite difference in fp32), not an fp32 or
+    fp16 one (fp16 searches already ran in fp32): only bf16 keys change."""
+    model = inject_mixup(tiny_bert(), build_config().mixup)
+    data = [{"input_ids": [2, 7, 9, 3], "attention_mask": [1, 1, 1, 1], "labels": label} for label in (0, 1)]
+    inputs = {p: search_key(model, data, build_config({"precision": p}), 1)[1] for p in ("fp32", "bf16", "fp16")}
+    assert "mixup_precision" not in inputs["fp32"] and "precision" not in inputs["fp32"]
+    assert "mixup_precision" not in inputs["fp16"]
+    assert inputs["bf16"]["mixup_precision"] == "fp32"

@@ -22,7 +22,6 @@ import fcntl
 import hashlib
 import json
 import os
-import resource
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -34,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mixtune.config import RunConfig, form_defaults, resolve_form_defaults
-from mixtune.device import model_device, rng_state
+from mixtune.device import model_device, peak_memory_mb, rng_state
 
 # Bump when the search's code changes what it produces: old entries are then never hit.
 # 2: each split draws its dropout from its own seed, and the RNG state after the search is the one before it
@@ -69,6 +68,8 @@ def search_key(model: nn.Module, features: list[dict], config: RunConfig, seed: 
         inputs["device"] = f"{device.type}: {torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}"
     if config.precision != "fp32":
         inputs["precision"] = config.precision
+    if config.precision == "bf16":  # bf16 searches since issue 30 form the mixup and the finite difference in fp32
+        inputs["mixup_precision"] = "fp32"
     text = json.dumps(inputs, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest(), json.loads(text)
 
@@ -113,10 +114,6 @@ def features_sha256(features: list[dict]) -> str:
     """sha256 of the encoded examples in order (input ids, masks, labels): the data and the subset, by content."""
     text = json.dumps(features, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def peak_memory_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass
