@@ -21,7 +21,6 @@ from mixtune.mixup.bilevel import _inner_step, adam_preconditioner, finite_diffe
 from tests.conftest import tiny_batch, tiny_bert
 
 CPU = torch.device("cpu")
-BF16_STEP_NEAR_ONE = 2.0**-8  # the gap between bf16's 1.0 and the next value below it is half this
 FP32_W_TILDE = 1e-6  # relative: W~ formed in fp32 against the same W~ formed in float64
 
 # form, granularity, rank: every form at rank r and at each single-factor granularity
