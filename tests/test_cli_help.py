@@ -13,7 +13,14 @@ import pytest
 from mixtune.cli import build_parser
 from mixtune.data.glue import GLUE_TASKS
 from mixtune.errors import MixtuneError
-from mixtune.method_names import METHOD_NAMES
+from mixtune.method_names import (
+    COMMON_EPOCHS,
+    COMMON_LR,
+    METHOD_NAMES,
+    OWN_EPOCHS,
+    OWN_LRS,
+    OWN_PAIR_ENCODINGS,
+)
 from mixtune.models import resolve_model
 
 
@@ -48,9 +55,13 @@ def test_train_help_lists_every_method_and_task_with_the_defaults(capsys):
 
 
 def test_the_light_method_list_is_the_registry():
-    from mixtune.methods import METHODS
+    from mixtune.methods import METHODS, Method
 
     assert sorted(METHOD_NAMES) == sorted(METHODS) and len(set(METHOD_NAMES)) == len(METHOD_NAMES)
+    assert OWN_PAIR_ENCODINGS == {name: cls.pair_encoding for name, cls in METHODS.items() if cls.pair_encoding != "auto"}
+    assert (COMMON_LR, COMMON_EPOCHS) == (Method.default_lr, Method.default_epochs)
+    assert OWN_LRS == {name: cls.default_lr for name, cls in METHODS.items() if cls.default_lr != COMMON_LR}
+    assert OWN_EPOCHS == {name: cls.default_epochs for name, cls in METHODS.items() if cls.default_epochs != COMMON_EPOCHS}
 
 
 def test_an_unknown_method_is_refused_in_one_line_before_torch_loads():

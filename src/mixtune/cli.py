@@ -22,7 +22,7 @@ from mixtune.config import (
 )
 from mixtune.data.glue import glue_task
 from mixtune.errors import MixtuneError
-from mixtune.method_names import METHOD_NAMES
+from mixtune.method_names import METHOD_NAMES, OWN_PAIR_ENCODINGS
 from mixtune.paths import check_writable
 
 TRAIN_ALIASES = {"train.lr": "--lr", "train.epochs": "--epochs", "train.batch_size": "--batch-size", "train.max_length": "--max-length"}
@@ -30,6 +30,7 @@ TOP_LEVEL = {
     "method": str, "model": str, "pooling": str, "pair_encoding": str, "seed": int, "output_dir": str, "device": str,
     "precision": str,
 }
+DEVICES = "{auto,cpu,cuda,cuda:N}"
 
 
 def add_train_parser(subparsers) -> None:
@@ -40,24 +41,27 @@ def add_train_parser(subparsers) -> None:
         description="Finetune with mixup-blo (default) or another method. Precedence: defaults < --config YAML < flags. "
         "Each flag below names the config key it sets in [brackets].",
     )
-    parser.add_argument("--config", help="YAML file with any of the keys below (nested: train:, mixup:, search:, data:) (default: none)")
     parser.add_argument(
-        "--method", metavar="NAME", help=f"one of {', '.join(METHOD_NAMES)} (default: {defaults.method})"
+        "--config", help="YAML file with any of the keys below (nested: train:, mixup:, search:, data:) (default: none)"
     )
+    parser.add_argument("--method", metavar="NAME", help=f"one of {', '.join(METHOD_NAMES)} (default: {defaults.method})")
     parser.add_argument("--model", help="model folder or hub id (default: the packaged all-MiniLM-L6-v2)")
     parser.add_argument(
         "--pooling", metavar=choice_list(POOLING_CHOICES),
-        help=f"head: auto (the backbone's own pooling), cls (the architecture's head), mean, max (default: {defaults.pooling})",
+        help="head: auto (the backbone's own pooling), cls (the architecture's head), mean, max "
+        f"(default: {defaults.pooling})",
     )
     parser.add_argument(
         "--pair-encoding", metavar=choice_list(PAIR_ENCODINGS),
         help="sentence pairs: auto (cosine for similarity scores on a sentence-embedding backbone, else joint), joint "
         "(cross-encoder), separate (bi-encoder), cosine (bi-encoder on cosine similarity) "
-        "(default: the method's: auto; joint for prefix-tuning and prompt-tuning, separate for linear-probe and setfit)",
+        f"(default: the method's: auto; {', '.join(f'{m} {e}' for m, e in OWN_PAIR_ENCODINGS.items())})",
     )
-    parser.add_argument("--seed", metavar="INT", help=f"seed of the subsample, the head init and training (default: {defaults.seed})")
+    parser.add_argument(
+        "--seed", metavar="INT", help=f"seed of the subsample, the head init and training (default: {defaults.seed})"
+    )
     parser.add_argument("--output-dir", help="run folder (default: runs/TASK-METHOD-nN-sSEED)")
-    parser.add_argument("--device", metavar="{auto,cpu,cuda,cuda:N}", help=f"auto: CUDA when present (default: {defaults.device})")
+    parser.add_argument("--device", metavar=DEVICES, help=f"auto: CUDA when present (default: {defaults.device})")
     parser.add_argument(
         "--precision", metavar=choice_list(PRECISION_CHOICES),
         help=f"fp32, bf16 (autocast), fp16 (autocast and a gradient scaler; CUDA only) (default: {defaults.precision})",
@@ -133,11 +137,15 @@ def add_predict_parser(subparsers) -> None:
         description="Predict with a run of `mixtune train`. A pooled head's code (model/modeling_mixtune.py) runs only "
         "if mixtune exported it unchanged, as run.json records; --trust-remote-code runs a folder's code regardless.",
     )
-    parser.add_argument("--model", required=True, help="the output folder of `mixtune train`, or its model/ folder (required)")
+    parser.add_argument(
+        "--model", required=True, help="the output folder of `mixtune train`, or its model/ folder (required)"
+    )
     parser.add_argument("--input", required=True, help="CSV, TSV or JSONL file with the task's text column(s) (required)")
     parser.add_argument("--output", help="JSONL file to write (default: standard output)")
-    parser.add_argument("--text-columns", metavar="A,B", help="comma-separated text columns, if they differ from training (default: the run's)")
-    parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,cuda:N}", help="auto: CUDA when present (default: auto)")
+    parser.add_argument(
+        "--text-columns", metavar="A,B", help="comma-separated text columns, if they differ from training (default: the run's)"
+    )
+    parser.add_argument("--device", default="auto", metavar=DEVICES, help="auto: CUDA when present (default: auto)")
     parser.add_argument(
         "--trust-remote-code", action="store_true",
         help="run the model folder's code even if mixtune did not export it unchanged: only for a folder you trust "
@@ -154,7 +162,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     quiet_transformers()
     columns = [c.strip() for c in args.text_columns.split(",")] if args.text_columns else None
-    predictions = predict_file(args.model, args.input, columns, device=args.device, trust_remote_code=args.trust_remote_code)
+    predictions = predict_file(
+        args.model, args.input, columns, device=args.device, trust_remote_code=args.trust_remote_code
+    )
     lines = "".join(json.dumps(p) + "\n" for p in predictions)
     if args.output:
         Path(args.output).write_text(lines)

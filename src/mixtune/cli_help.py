@@ -1,8 +1,9 @@
 """`mixtune train --help` text for every config key: what it does, its allowed values, its default.
 
 Defaults and allowed values are read from mixtune.config (RunConfig's defaults, CHOICES, the mixup forms'
-FORM_DEFAULTS), the task names from the GLUE registry and the method names from mixtune.method_names, so the
-help cannot drift from what a run does. Light: no torch.
+FORM_DEFAULTS), the task names from the GLUE registry and the methods' names and defaults from
+mixtune.method_names (kept equal to the registry by a test), so the help cannot drift from what a run does.
+Light: no torch.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from mixtune.config import CHOICES, FORM_DEFAULTS, RunConfig
 from mixtune.data.glue import ALIASES, GLUE_TASKS
+from mixtune.method_names import COMMON_EPOCHS, COMMON_LR, OWN_EPOCHS, OWN_LRS
 
 # What each key does (where none is a value of its own, what it means); key_help adds the key and its default.
 KEY_HELP = {
@@ -76,9 +78,8 @@ UNSET_DEFAULT = {
     "data.test_file": "a split held out of the training file",
     "data.text_columns": "none",
     "data.train_size": "the whole pool",
-    "train.lr": "the method's: 2e-5 for most; bitfit 1e-3, child-tuning-d/-f 4e-5, lora 5e-4, prefix-tuning 5e-3, "
-    "prompt-tuning 1e-2",
-    "train.epochs": "the method's: 10 for most; setfit 1",
+    "train.lr": f"the method's: {COMMON_LR:g} for most; " + ", ".join(f"{m} {lr:g}" for m, lr in OWN_LRS.items()),
+    "train.epochs": f"the method's: {COMMON_EPOCHS:g} for most; " + ", ".join(f"{m} {n:g}" for m, n in OWN_EPOCHS.items()),
     "train.eval_every": "4 per epoch",
     "train.patience": "never stop early",
     "train.layer_decay": "off",

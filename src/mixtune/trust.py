@@ -43,7 +43,10 @@ def auto_map_modules(folder: Path) -> set[str]:
         path = folder / name
         if not path.is_file():
             continue
-        entries = json.loads(path.read_text()).get("auto_map") or {}
+        try:
+            entries = json.loads(path.read_text()).get("auto_map") or {}
+        except (json.JSONDecodeError, AttributeError):
+            raise MixtuneError(f"{path} is not a JSON mapping: the model folder is damaged; train the run again") from None
         for refs in entries.values():
             for ref in refs if isinstance(refs, list) else [refs]:
                 if ref:
