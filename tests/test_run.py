@@ -197,8 +197,10 @@ def test_cli_end_to_end_on_minilm_exports_a_plain_checkpoint(tmp_path, capsys, g
     assert (out / "model" / "alpha.safetensors").is_file() and (out / "config.yaml").is_file()
 
     # plain transformers, no mixtune: the same logits as the mixup model, which we rebuild from the record
-    # the pooled head is the folder's own code (auto_map): without trust_remote_code transformers would build a
-    # BERT head with a freshly drawn pooler, whose argmax agrees with the run's only by chance
+    # the pooled head is the folder's own code (auto_map, model_type mixtune_pooled): without trust_remote_code
+    # transformers refuses the folder, rather than building a BERT head with a freshly drawn pooler
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        AutoModelForSequenceClassification.from_pretrained(out / "model", trust_remote_code=False)
     model = AutoModelForSequenceClassification.from_pretrained(out / "model", trust_remote_code=True)
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
     assert not any("alpha" in name for name, _ in model.named_parameters())

