@@ -176,6 +176,7 @@ class DataConfig:
     label_column: str = "label"
     task_type: str = "classification"  # for user files: "classification" or "regression"
     train_size: int | None = None  # None = the whole training pool
+    pool_test_size: int | None = None  # size of a second test split drawn from the pool (data/pool_test.py); None = off
 
 
 @dataclass
@@ -366,6 +367,7 @@ def validate(config: RunConfig) -> None:
          "in (0, 1], or null for off"),
         ("train.reinit_layers", config.train.reinit_layers >= 0, "at least 0"),
         ("data.train_size", config.data.train_size is None or config.data.train_size >= 1, "at least 1"),
+        ("data.pool_test_size", config.data.pool_test_size is None or config.data.pool_test_size >= 1, "at least 1, or null for none"),
     ]
     for key, ok, expected in checks:
         if not ok:

@@ -25,6 +25,7 @@ from mixtune.config import RunConfig, resolve_form_defaults, save_yaml, validate
 from mixtune.data import load_task
 from mixtune.data.batching import by_length, clamp_max_length, encode, length_order, make_loader
 from mixtune.data.examples import TaskSpec
+from mixtune.data.pool_test import with_pool_test
 from mixtune.data.sampling import low_resource_indices
 from mixtune.device import Runtime, activated, full_precision, model_device, peak_memory_mb
 from mixtune.errors import MixtuneError
@@ -118,6 +119,7 @@ def _run(
     if spec.kind == "regression" and not method_cls.supports_regression:
         raise MixtuneError(f"method '{config.method}' does not support regression tasks: choose another method")
     train_idx, dev_idx = low_resource_indices(len(task.pool), config.data.train_size, config.seed)
+    task, pool_test_idx = with_pool_test(task, config.data.pool_test_size, train_idx, dev_idx)  # after: subsets as before
     method = method_cls(config)
 
     torch.manual_seed(config.seed)
@@ -164,7 +166,10 @@ def _run(
         "device": runtime.describe(),
         "task": asdict(spec),
         "data_sources": task.sources,
-        "indices": {"train": train_idx, "dev": dev_idx if task.dev is None else "dev file"},
+        "indices": {
+            "train": train_idx, "dev": dev_idx if task.dev is None else "dev file",
+            **({"pool_test": pool_test_idx} if pool_test_idx is not None else {}),
+        },
         "metrics": metrics,
         "predictions": predictions,  # per test split, in example order: class indices, or values at 4 decimals
         "main_metric": spec.main_metric,
