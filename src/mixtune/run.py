@@ -39,6 +39,7 @@ from mixtune.probe import start_cosine_head
 from mixtune.train import FitContext, load_trainable_state, trainable_state
 
 RECORD_FILE = "run.json"
+RECORD_VERSION = 2  # 2: mixup alpha kept in full precision under bf16/fp16 (older mixup records are not comparable)
 CONFIG_FILE = "config.yaml"
 MODEL_DIR = "model"
 EXPORT_CHECK_EXAMPLES = 64
@@ -162,6 +163,7 @@ def _run(
     ctx.phase_times["eval"] = time.perf_counter() - eval_started
 
     record = {
+        "record_version": RECORD_VERSION,
         "config": config.to_dict(),
         "method": config.method,
         "hyperparameters": method.hyperparameters(),
