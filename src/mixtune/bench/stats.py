@@ -50,7 +50,7 @@ def compare(differences: list[float]) -> Comparison:
         return Comparison(n, float(values.sum()))  # one seed: its difference, and nothing more
     mean, low, high = t_interval(values)
     sd = float(np.std(values, ddof=1))
-    p = float(stats.ttest_1samp(values, 0.0).pvalue) if sd > 0 else float(mean == 0)  # equal differences: 0 or 1
+    p = float(stats.ttest_1samp(values, 0.0).pvalue) if sd > 0 else 1.0 if mean == 0 else None  # no spread: no t-test
     return Comparison(n, float(mean), float(low), float(high), p, sign_flip_p(values), minimum_detectable_effect(sd, n))
 
 
