@@ -117,5 +117,5 @@ def test_mixup_runs_with_a_quantised_alpha_are_left_out_with_a_note(tmp_path):
     assert sorted((r.method, r.seed) for r in loaded.runs) == [("joint", 2), ("random-alpha", 1), ("vanilla", 1)]
     assert [r["key"]["method"] for r in loaded.excluded] == ["mixup-blo", "joint"]
     text = report_text(tmp_path, lines)
-    assert "Left out of every table: 2 mixup-family runs in bf16/fp16 recorded before record version 2" in text
+    assert "Left out of every table: 2 mixup-family run(s) in bf16/fp16 recorded before record version 2" in text
     assert "99.00" not in text

@@ -100,7 +100,7 @@ def _overview(paths: list[Path], loaded: Loaded, baseline: str) -> list[str]:
     if loaded.excluded:
         cells = ", ".join(ordered(f"{r['key']['method']} {r['key']['task']} s{r['key']['seed']}" for r in loaded.excluded))
         lines += [
-            f"Left out of every table: {len(loaded.excluded)} mixup-family runs in bf16/fp16 recorded before record "
+            f"Left out of every table: {len(loaded.excluded)} mixup-family run(s) in bf16/fp16 recorded before record "
             f"version 2, whose alpha was quantised (a bug since fixed; rerun them): {cells}.",
             "",
         ]
