@@ -1,12 +1,12 @@
-"""Issue #15's rule for the rivals of runs 2 and 3, written down when run 1 had seed 1 of five tasks (of seeds 1-3
-of six): rank the rivals of mixup-blo by their mean test score over run 1's seeds 1-3 on the tasks that learn
-(where vanilla's mean is more than 5 points above the constant prediction, mixtune.bench.chance), best first.
+"""Rank the rivals of mixup-blo for a later run on dev scores, never on test: the mean over the next run's tasks
+of each rival's mean dev score (its runs' main metric on their dev split) over the given seeds, best first.
+Best run on the tuning sweep's records (tuning seeds, dev split), or a finished table's, where test is never read.
 
-    python benchmarks/pick_rivals.py results/table2_n300.jsonl --seeds 1-3 --tasks cola mrpc stsb rte
+    python benchmarks/pick_rivals.py results/tune_table2.jsonl --seeds 11 --tasks cola mrpc stsb rte
 
 A rival is any row except mixup-blo, its variants (mixup-blo-*) and the rows that are its controls or vanilla's
 (vanilla, soup-start, wise-ft, and their variants such as vanilla-lr2e-5), that ran every task of the next run
-(`--tasks`: setfit cannot run STS-B).
+(`--tasks`: setfit cannot run STS-B). The chosen rivals go into the next run's grid config (methods:, rivals:).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mixtune.bench.chance import chance_levels, tasks_at_chance
 from mixtune.bench.cli import seed_list
-from mixtune.bench.runs import GLUE_ORDER, Run, load_runs, ordered, scores_of
+from mixtune.bench.runs import Run, load_runs
 
 NOT_RIVALS = ("vanilla", "soup-start", "wise-ft", "mixup-blo")
 
@@ -29,16 +28,15 @@ def is_rival(method: str) -> bool:
     return not any(method == name or method.startswith(f"{name}-") for name in NOT_RIVALS)
 
 
-def ranking(runs: list[Run], next_tasks: list[str]) -> tuple[list[tuple[str, float]], list[str]]:
-    """(rival, mean over the learning tasks of its mean over seeds), best first; and the tasks it was ranked on."""
-    at_chance = tasks_at_chance(runs, chance_levels(runs), "vanilla")
-    learned = ordered((r.task for r in runs if r.task not in at_chance), GLUE_ORDER)
+def ranking(runs: list[Run], next_tasks: list[str]) -> list[tuple[str, float]]:
+    """(rival, mean over next_tasks of its mean dev score over seeds), best first; rows without a dev score on
+    every one of those tasks are left out."""
     ranked = []
     for method in dict.fromkeys(r.method for r in runs):
-        ran = {r.task for r in runs if r.method == method}
-        if is_rival(method) and set(next_tasks) <= ran and set(learned) <= ran:
-            ranked.append((method, float(np.mean([np.mean(scores_of(runs, method, t)) for t in learned]))))
-    return sorted(ranked, key=lambda item: -item[1]), learned
+        dev = {t: [r.dev_score for r in runs if r.method == method and r.task == t and r.dev_score is not None] for t in next_tasks}
+        if is_rival(method) and all(dev.values()):
+            ranked.append((method, float(np.mean([np.mean(scores) for scores in dev.values()]))))
+    return sorted(ranked, key=lambda item: -item[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,9 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = load_runs([args.results]).runs
     seeds = seed_list(args.seeds, {r.seed for r in runs})
-    runs = [r for r in runs if r.seed in seeds]
-    ranked, learned = ranking(runs, args.tasks)
-    print(f"ranked on {', '.join(learned)} (the tasks where vanilla learned), seeds {args.seeds}:")
+    ranked = ranking([r for r in runs if r.seed in seeds], args.tasks)
+    print(f"ranked on the mean dev score over {', '.join(args.tasks)}, seeds {args.seeds}:")
     for method, score in ranked:
         print(f"  {method:16s} {score:.2f}")
     return 0

@@ -40,6 +40,7 @@ from mixtune.train import FitContext, load_trainable_state, trainable_state
 from mixtune.trust import code_hashes
 
 RECORD_FILE = "run.json"
+RECORD_VERSION = 2  # 2: mixup alpha kept in full precision under bf16/fp16 (older mixup records are not comparable)
 CONFIG_FILE = "config.yaml"
 MODEL_DIR = "model"
 EXPORT_CHECK_EXAMPLES = 64
@@ -159,6 +160,7 @@ def _run(
     ctx.phase_times["eval"] = time.perf_counter() - eval_started
 
     record = {
+        "record_version": RECORD_VERSION,
         "config": config.to_dict(),
         "method": config.method,
         "hyperparameters": method.hyperparameters(),

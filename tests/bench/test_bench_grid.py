@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixtune.bench.grid import load_grid
+from mixtune.bench.grid import Protocol, load_grid, load_protocol
 from mixtune.errors import MixtuneError
 from mixtune.methods import METHODS, Method
 
@@ -56,6 +56,36 @@ def test_a_changed_override_is_a_different_cell_and_defaults_do_not_count(tmp_pa
     assert hash_of(base={"train": {"batch_size": 16}}) == plain  # the default, written out
     assert hash_of(base={"data": {"data_dir": str(tmp_path)}}) == plain  # where the data lives
     assert hash_of(overrides={"mixup-blo": {"train": {"lr": 1.0}}}) == plain  # another method's override
+
+
+def test_a_changed_method_default_or_record_version_makes_the_cell_missing(tmp_path, monkeypatch):
+    """The hash covers what the method resolves itself (its default lr) and the record format: a finished cell
+    whose run used another default, or wrote an older record, is run again."""
+    from mixtune.bench import grid as grid_module
+    from mixtune.bench.results import ResultsWriter, result_line
+    from mixtune.bench.runner import plan
+
+    path = write(tmp_path, {"tasks": ["rte"], "sizes": [24], "methods": ["vanilla", "lora"], "seeds": [1]})
+    results = tmp_path / "results.jsonl"
+    with ResultsWriter(results) as writer:
+        for cell in load_grid(path).cells:
+            writer.append(result_line(cell, {"status": "ok"}))
+    assert [action for _, action in plan(load_grid(path).cells, results, False)] == ["done", "done"]
+    monkeypatch.setattr(METHODS["vanilla"], "default_lr", 1e-3)
+    assert [(c.method, action) for c, action in plan(load_grid(path).cells, results, False)] == [("vanilla", "run"), ("lora", "done")]
+    monkeypatch.setattr(grid_module, "RECORD_VERSION", grid_module.RECORD_VERSION + 1)
+    assert [action for _, action in plan(load_grid(path).cells, results, False)] == ["run", "run"]
+
+
+def test_headline_tasks_and_rivals_are_read_from_the_config(tmp_path):
+    path = write(tmp_path, {
+        "tasks": ["rte", "sst2"], "sizes": [24], "methods": ["vanilla", "lora"], "seeds": [1],
+        "headline_tasks": ["SST-2"], "rivals": ["lora"],
+    })
+    assert load_grid(path).protocol == Protocol(headline_tasks=("sst2",), rivals=("lora",))
+    assert load_protocol(path) == load_grid(path).protocol
+    assert load_protocol(REPO / "benchmarks" / "table2_n300.yaml").headline_tasks == ("sst2", "stsb", "qnli")
+    assert load_protocol(REPO / "benchmarks" / "table2_n1000.yaml").headline_tasks == ("stsb",)
 
 
 def test_a_labelled_variant_is_its_own_row(tmp_path):
@@ -113,6 +143,9 @@ def test_methods_without_regression_skip_regression_tasks(tmp_path, monkeypatch)
         ({"sweep": {"train.lr": [2e-4]}, "overrides": {"vanilla": {"train": {"lr": 1e-4}}}}, "which overrides.vanilla sets"),
         ({"grids": [{"sweep": {"train.epochs": [0]}}]}, "grids[0].sweep: config key 'train.epochs' must be positive"),
         ({"overrides_file": "no/such/tuned.yaml"}, "overrides_file no/such/tuned.yaml does not exist (relative to"),
+        ({"headline_tasks": "rte"}, "headline_tasks must be a list of names, e.g. headline_tasks: [sst2, stsb]"),
+        ({"headline_tasks": ["rtee"]}, "unknown task 'rtee'"),
+        ({"rivals": ["lora"]}, "rivals lora are not rows of the grid: list them under methods"),
     ],
 )
 def test_config_errors_are_one_line_and_name_the_problem(tmp_path, values, message):

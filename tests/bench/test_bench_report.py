@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mixtune.bench.report import write_report
-from mixtune.bench.runs import bootstrap_ci, load_runs, reported_split, win_rate
+from mixtune.bench.runs import load_runs, reported_split
 from mixtune.errors import MixtuneError
 
 from .conftest import record_line, write_records
@@ -61,20 +61,36 @@ def test_stability_worst_seed_and_degenerate_runs(report):
     assert "No run here stored its test predictions" in table  # records from before predictions were kept
 
 
-def test_paired_differences_bootstrap_interval_and_win_rate(report):
+def test_paired_differences_t_interval_p_values_and_mde(report):
     table = section(report[1], "Paired comparison with vanilla")
-    # cola diffs -10, 5, 5; rte diffs 3, 0, 3 (the tie counts half: 2.5 / 3); lora rte 10, 10
-    assert row(table, "mixup-blo") == ["+0.00 [-10.00, +5.00] · win 67% (n=3)", "+2.00 [+0.00, +3.00] · win 83% (n=3)"]
-    assert row(table, "lora") == ["—", "+10.00 [+10.00, +10.00] · win 100% (n=2)"]
+    # cola diffs -10, 5, 5: mean 0, sd sqrt(75), half-width t(.975, 2) 4.303 * sd / sqrt(3) = 21.51, MDE 3.264 sd;
+    # rte 3, 0, 3: mean 2, sd sqrt(3), t = 2 (p 0.184), half-width 4.30; sign flips: |mean| >= 2 in 4 of 8 patterns
+    assert "Seeds per cell: 3 unless marked." in table
+    assert row(table, "mixup-blo") == [
+        "+0.00 [-21.51, +21.51] · p 1.000 (1.000) · MDE 28.27", "+2.00 [-2.30, +6.30] · p 0.184 (0.500) · MDE 5.65"
+    ]
+    # lora rte: 10, 10, no spread: no t-test, and 2 seeds cannot show anything by sign flips (p 0.5)
+    assert row(table, "lora") == ["—", "+10.00 [+10.00, +10.00] · p — (0.500) · MDE 0.00 · n=2"]
     assert "| vanilla |" not in table
+    assert "95% t-interval over those seeds" in table  # the legend under the table
 
 
-def test_focus_method_against_each_other_row_on_shared_tasks(report):
-    table = section(report[1], "mixup-blo against each method")
-    # vanilla: cola 20 vs 20 (tie), rte 54 vs 52; stds (18.03 + 2.65) / 2 and (10 + 2) / 2
-    assert row(table, "vanilla") == ["2", "+1.00", "1 / 1 / 0", "10.34 / 6.00"]
-    assert row(table, "lora") == ["1", "-7.00", "0 / 0 / 1", "2.65 / 1.41"]  # rte only: 54 vs 61
+def test_focus_method_against_each_other_row_task_by_task(report):
+    table = section(report[1], "mixup-blo against each method, task by task")
+    assert row(table, "vanilla")[1] == "+2.00 [-2.30, +6.30] · p 0.184 (0.500) · MDE 5.65"
+    # rte: 53 - 60, 52 - 62 = -7, -10 on the two seeds lora ran
+    assert row(table, "lora") == ["—", "-8.50 [-27.56, +10.56] · p 0.111 (0.500) · MDE 24.50 · n=2"]
     assert "| mixup-blo |" not in table
+
+
+def test_one_seed_gives_a_difference_and_no_interval(tmp_path):
+    lines = [record_line("rte", "vanilla", 1, 50), record_line("rte", "mixup-blo", 1, 51.26)]
+    path = tmp_path / "one.jsonl"
+    write_records(path, lines)
+    write_report([path], tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text() + "## Model default, n = 500"
+    assert row(section(text, "Paired comparison with vanilla"), "mixup-blo") == ["+1.26 (1 seed)"]
+    assert row(section(text, "Verdict"), "vanilla") == ["1", "1", "+1.26 (1 seed)", "— / —", "—", "n too small", "n too small"]
 
 
 def test_cost_is_median_and_median_paired_ratio(report):
@@ -100,11 +116,7 @@ def test_plots_are_written_and_linked(report):
         assert f"({name})" in text
 
 
-def test_statistics_helpers():
-    assert win_rate([1.0, 0.0, -1.0, 2.0]) == 0.625
-    low, high = bootstrap_ci([1.0, 2.0, 3.0, 4.0])
-    assert 1.0 <= low < 2.5 < high <= 4.0
-    assert bootstrap_ci([1.0, 2.0, 3.0, 4.0]) == (low, high)  # fixed seed
+def test_reported_split_is_test_or_mnli_matched():
     assert reported_split({"dev": {}, "matched": {}, "mismatched": {}}) == "matched"
 
 

@@ -1,9 +1,8 @@
-"""The chance reference: the constant prediction's test score beside the table, and the verdict on the tasks the
-baseline learned, on hand-made GLUE files and results."""
+"""The chance reference: the constant prediction's test score beside the table, on hand-made GLUE files and results.
+It only informs: no verdict is chosen from it (tests/bench/test_report_protocol.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,9 @@ import pytest
 from mixtune.bench.chance import constant_prediction
 from mixtune.data.examples import TaskSpec
 
-from .conftest import record_line, write_records
+from .conftest import record_line
 from .test_bench_report import row
 from .test_report_stability import section, write_results
-
-PICK_RIVALS = Path(__file__).parents[2] / "benchmarks" / "pick_rivals.py"
 
 
 def spec(metric: str, kind: str = "classification") -> TaskSpec:
@@ -58,20 +55,12 @@ def scored(tmp_path: Path, data_dir: Path | str) -> str:
     return write_results(tmp_path, [with_data(line, data_dir) for line in lines])
 
 
-def test_report_shows_the_constant_prediction_and_the_tasks_at_chance(tmp_path):
+def test_report_shows_the_constant_prediction_and_chooses_nothing_from_it(tmp_path):
     text = scored(tmp_path, glue_folder(tmp_path / "glue"))
     scores = section(text, "Test scores (main metric of each task)")
     assert row(scores, "*constant prediction*") == ["75.00", "75.00", "75.00"]  # sst2, rte, their average
     assert "sst2: always '0'; rte: always 'entailment'" in scores
-    assert "At chance for vanilla (mean within 5 points of the constant prediction): rte;" in scores
-
-
-def test_verdict_on_the_tasks_that_learn_leaves_out_those_at_chance(tmp_path):
-    text = scored(tmp_path, glue_folder(tmp_path / "glue"))
-    assert row(section(text, "Verdict"), "vanilla")[0] == "6"  # both tasks: +5 on rte, -1 on sst2
-    learned = section(text, "Verdict on the tasks that learn")
-    assert "The same verdict on the tasks vanilla learned (sst2), leaving out" in learned
-    assert row(learned, "vanilla") == ["3", "-1.00 [-1.00, -1.00]", "0 / 0 / 1"]
+    assert "At chance" not in text and "tasks that learn" not in text  # no task set is picked from test means
 
 
 def test_unreadable_labels_are_said_not_guessed(tmp_path):
@@ -79,34 +68,3 @@ def test_unreadable_labels_are_said_not_guessed(tmp_path):
     scores = section(text, "Test scores (main metric of each task)")
     assert "*constant prediction*" not in scores.split("No chance reference")[0]
     assert "No chance reference for sst2, rte: their test labels could not be read from the data their runs name." in scores
-    assert "Verdict on the tasks that learn" not in text
-
-
-def test_pick_rivals_ranks_rivals_on_the_tasks_that_learn(tmp_path, capsys):
-    module_spec = importlib.util.spec_from_file_location("pick_rivals", PICK_RIVALS)
-    pick_rivals = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(pick_rivals)
-    data_dir = glue_folder(tmp_path / "glue")
-    scores = {  # method: (rte, sst2) on seeds 1 and 2; rte sits at chance for vanilla (76 against 75)
-        "vanilla": (76, 85),
-        "dps": (99, 80),  # best on rte, but rte does not count
-        "lora": (60, 86),
-        "mixout": (70, 88),  # the best rival: best on sst2
-        "soup-start": (70, 95),  # a control, not a rival
-        "mixup-blo-share": (70, 95),  # a variant of the method
-        "vanilla-lr2e-5": (70, 95),  # a variant of a control
-        "setfit": (70, 99),  # did not run the next run's stsb
-    }
-    lines = [
-        with_data(record_line(task, method, seed, score + (seed == 3) * 50), data_dir)
-        for method, pair in scores.items()
-        for task, score in zip(("rte", "sst2"), pair)
-        for seed in (1, 2, 3)
-    ]
-    lines += [with_data(record_line("stsb", m, 1, 80), data_dir) for m in scores if m != "setfit"]
-    path = tmp_path / "results.jsonl"
-    write_records(path, lines)
-    assert pick_rivals.main([str(path), "--seeds", "1-2", "--tasks", "rte", "stsb"]) == 0
-    ranked = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
-    # the mean over sst2 and stsb (80 for every row), seed 3's +50 left out
-    assert ranked == [["mixout", "84.00"], ["lora", "83.00"], ["dps", "80.00"]]

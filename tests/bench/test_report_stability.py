@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from mixtune.bench.report import write_report
-from mixtune.bench.runs import bootstrap_ci, load_runs
+from mixtune.bench.runs import load_runs
 from mixtune.bench.stability import disagreement, failed_counts
-from mixtune.bench.verdict import task_outcome
+from mixtune.bench.stats import compare
+from mixtune.bench.verdict import interval
 
 from .conftest import failed_line, record_line, write_records
 from .test_bench_report import row
@@ -103,30 +104,29 @@ def test_stability_table_shows_failed_runs_beside_degenerate_ones(tmp_path):
     assert len(load_runs([tmp_path / "bench.jsonl"]).failed) == 1
 
 
-def test_task_outcome_needs_an_interval_clear_of_zero():
-    assert task_outcome([5.0, 6.0, 6.0]) == 1
-    assert task_outcome([-3.0, -4.0, -4.0]) == -1
-    assert task_outcome([1.0, -1.0, 0.0]) == 0
-    assert task_outcome([20.0]) == 0  # one pair: no interval
+def verdict_lines(extra: list[dict] | None = None) -> list[dict]:
+    """Five seeds: rte +5 +6 +6 +5 +7 (won), mrpc -3 -4 -4 -3 -5 (lost), sst2 +1 -1 0 +1 -1 (tied)."""
+    differences = {"rte": (5, 6, 6, 5, 7), "mrpc": (-3, -4, -4, -3, -5), "sst2": (1, -1, 0, 1, -1)}
+    lines = []
+    for task, diffs in differences.items():
+        for seed, diff in enumerate(diffs, start=1):
+            lines += [record_line(task, "vanilla", seed, 60 + seed), record_line(task, "mixup-blo", seed, 60 + seed + diff)]
+    return lines + [record_line("qnli", "lora", 1, 60)] + (extra or [])  # lora shares no pair with mixup-blo: no row
 
 
-def test_verdict_pools_task_seed_pairs_and_counts_tasks_won_tied_lost(tmp_path):
-    scores = {  # task: (vanilla, mixup-blo) per seed 1-3
-        "rte": ((50, 52, 54), (55, 58, 60)),  # +5 +6 +6: won
-        "mrpc": ((80, 81, 82), (77, 77, 78)),  # -3 -4 -4: lost
-        "sst2": ((70, 71, 72), (71, 70, 72)),  # +1 -1 0: tied
-    }
-    lines = [
-        record_line(task, method, seed, score)
-        for task, pair in scores.items()
-        for method, values in zip(("vanilla", "mixup-blo"), pair)
-        for seed, score in zip((1, 2, 3), values)
-    ]
-    lines += [record_line("cola", "vanilla", 1, 10), record_line("cola", "mixup-blo", 1, 30)]  # one pair: tied
-    lines += [record_line("qnli", "lora", 1, 60)]  # shares no pair with mixup-blo: no row
-    table = section(write_results(tmp_path, lines), "Verdict")
-    pooled = [20, 1, -1, 0, -3, -4, -4, 5, 6, 6]  # pooled in GLUE order: cola, sst2, mrpc, rte
-    low, high = bootstrap_ci(pooled)
-    assert "| against | pairs | mean difference (mixup-blo - other) [95% CI] | tasks won / tied / lost |" in table
-    assert row(table, "vanilla") == ["10", f"+2.60 [{low:+.2f}, {high:+.2f}]", "1 / 2 / 1"]
+def test_verdict_pools_on_the_per_seed_mean_and_calls_tasks_from_five_seeds(tmp_path):
+    table = section(write_results(tmp_path, verdict_lines()), "Verdict")
+    pooled = compare([(5 - 3 + 1) / 3, (6 - 4 - 1) / 3, (6 - 4) / 3, (5 - 3 + 1) / 3, (7 - 5 - 1) / 3])  # seed by seed
+    assert "| against | seeds | tasks | mean difference (mixup-blo - other) [95% t-interval] |" in table
+    assert row(table, "vanilla")[:4] == ["5", "3", interval(pooled), f"{pooled.p:.3f} / {pooled.p_sign_flip:.3f}"]
+    assert row(table, "vanilla")[5:] == ["better" if pooled.low > 0 else "no clear difference", "1 / 1 / 1"]
     assert "| lora |" not in table
+
+
+def test_a_seed_missing_from_a_task_leaves_the_pool_and_few_seeds_are_not_called(tmp_path):
+    cola = [record_line("cola", "vanilla", 1, 10), record_line("cola", "mixup-blo", 1, 30)]  # seed 1 only: (5 - 3 + 1 + 20) / 4
+    table = section(write_results(tmp_path, verdict_lines(cola)), "Verdict")
+    assert row(table, "vanilla") == ["1", "4", "+5.75 (1 seed)", "— / —", "—", "n too small", "1 / 1 / 1 (n too small: 1)"]
+    three = [line for line in verdict_lines() if line["key"]["seed"] <= 3]
+    table = section(write_results(tmp_path, three), "Verdict")
+    assert row(table, "vanilla")[0] == "3" and row(table, "vanilla")[5:] == ["n too small", "n too small"]

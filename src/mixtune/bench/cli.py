@@ -58,6 +58,10 @@ def add_bench_parsers(subparsers) -> None:
     report.add_argument(
         "--focus", default="mixup-blo", help="the method set against every other row, task by task (default: mixup-blo)"
     )
+    report.add_argument(
+        "--config", help="the grid config the results came from: its headline_tasks get a verdict of their own and "
+        "its rivals are the rows the focus method is judged against (both named before the run)",
+    )
     report.set_defaults(handler=cmd_report)
 
     select = subparsers.add_parser(
@@ -68,7 +72,7 @@ def add_bench_parsers(subparsers) -> None:
         "overrides (for a table config's overrides_file:).",
     )
     select.add_argument("results", help="results JSONL file of the tuning sweep (e.g. results/tune_n300.jsonl)")
-    select.add_argument("--split", default="dev", help="the split scored; the protocol never selects on test (default: dev)")
+    select.add_argument("--split", default="dev", help="the split scored: dev; test is refused (default: dev)")
     select.add_argument("--out", help="overrides YAML to write (default: print it)")
     select.add_argument(
         "--by", choices=("row", "method"), default="row",
@@ -104,17 +108,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `kill` stops the runs in flight too, as Ctrl-C does
     summary = run_sweep(
-        grid.cells,
-        grid.results,
-        workers=args.workers,
-        limit=args.limit,
-        retry_failed=args.retry_failed,
-        isolate=not args.in_process,
-        progress=not args.quiet,
-        search_cache=grid.search_cache,
-        backend=args.backend,
-        address=args.address,
-        resources=grid.resources,
+        grid.cells, grid.results, workers=args.workers, limit=args.limit, retry_failed=args.retry_failed,
+        isolate=not args.in_process, progress=not args.quiet, search_cache=grid.search_cache, backend=args.backend,
+        address=args.address, resources=grid.resources,
     )
     if summary.dropped_partial_line:
         print(f"dropped a partial last line of {grid.results} (a run killed while writing); its cell was redone", file=sys.stderr)
@@ -156,9 +152,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.results]
     out = Path(args.out) if args.out else paths[0].parent / f"{paths[0].stem}-report"
     check_writable(out, "report folder", folder=True)
+    from mixtune.bench.grid import Protocol, load_protocol
     from mixtune.bench.report import write_report
 
-    headline = write_report(paths, out, args.baseline, args.focus)
+    protocol = load_protocol(args.config) if args.config else Protocol()
+    headline = write_report(paths, out, args.baseline, args.focus, protocol)
     print(headline)
     print(f"report: {out / 'report.md'}")
     return 0

@@ -18,13 +18,16 @@
     seeds: [1, 2, 3]
     grids:                                # optional; each block's missing axes (and sweep) come from the top
       - {tasks: [rte, mrpc], methods: [joint, random-alpha]}
+    headline_tasks: [rte]                 # optional, read by mixtune report --config: named before the run (Protocol)
+    rivals: [joint]                       # optional: the rows the report judges the focus method against
 
 A sweep maps dotted run-config keys to lists of values; a method (or variant) with one becomes one
 labelled row per combination, e.g. vanilla[lr=2e-05,epochs=3]. The method's own sweep comes first in the
 label and wins over the block's for the same key.
 Relative paths (results, search_cache, overrides_file, data_dir) are taken from the working directory, as
-`mixtune train` does. A cell's key includes a short hash of its effective settings (everything that differs
-from the defaults, except the grid's own axes and where the data lives), so changing an override makes new cells.
+`mixtune train` does. A cell's key includes a short hash of its resolved settings (settings_hash: every value the
+run uses, the method's own defaults included, except the grid's own axes and where the data lives, and the record
+format version), so changing an override or a default makes new cells.
 """
 
 from __future__ import annotations
@@ -36,37 +39,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixtune.bench.checks import (
-    GRID_OWNED,
-    check_keys,
-    deep_merge,
-    has_dotted,
-    mapping,
-    optional_path,
-)
-from mixtune.bench.overrides import (
-    Variant,
-    load_variants,
-    parse_sweep,
-    resolve_label,
-    sweep_rows,
-)
-from mixtune.config import RunConfig, build_config, load_yaml
+from mixtune.bench.checks import GRID_OWNED, check_keys, deep_merge, has_dotted, mapping, optional_path
+from mixtune.bench.overrides import Variant, load_variants, parse_sweep, resolve_label, sweep_rows
+from mixtune.config import RunConfig, build_config, load_yaml, resolve_form_defaults
 from mixtune.data.glue import glue_task
 from mixtune.errors import MixtuneError
-from mixtune.methods import METHODS
+from mixtune.methods import METHODS, make_method
 from mixtune.methods.base import parse_hyperparameters
 from mixtune.models import resolve_model
+from mixtune.run import RECORD_VERSION
 
 AXES = ("models", "tasks", "sizes", "methods", "seeds")
 BLOCK_KEYS = (*AXES, "sweep")
-TOP_KEYS = ("results", "base", "overrides", "overrides_file", "search_cache", "order", "resources", "grids", *BLOCK_KEYS)
+PROTOCOL_KEYS = ("headline_tasks", "rivals")  # what the report judges, named before the run (Protocol)
+TOP_KEYS = ("results", "base", "overrides", "overrides_file", "search_cache", "order", "resources", "grids")
+TOP_KEYS += (*PROTOCOL_KEYS, *BLOCK_KEYS)
 RESOURCE_KEYS = ("cpus", "gpus")
 ORDERS = ("table", "seeds-first")
 KEY_FIELDS = ("model", "task", "size", "method", "seed", "config_hash")
 # GRID_OWNED (set by the grid only) is left out of the settings hash together with where data and output live.
 # Where and how fast a run computes, not what it computes: moving a sweep to GPUs resumes it (records say the device).
 UNHASHED = {*GRID_OWNED, "output_dir", "data.data_dir", "device", "search.workers"}
+RESOLVED_BY_METHOD = ("train.lr", "train.epochs", "method_args")  # hashed as the method resolves them (its defaults)
 HASH_CHARS = 8
 
 
@@ -97,6 +91,16 @@ class Cell:
         return f"{self.task} {self.method} n{size} s{self.seed}{model}"
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """What the report judges, fixed in the grid config before any run so no test score can choose it: the headline
+    tasks (the verdict is given again on them alone) and the rivals (the rows the focus method is judged against;
+    empty: every row)."""
+
+    headline_tasks: tuple[str, ...] = ()
+    rivals: tuple[str, ...] = ()
+
+
 @dataclass
 class Grid:
     cells: list[Cell]
@@ -104,6 +108,7 @@ class Grid:
     results: Path
     search_cache: Path | None = None
     resources: dict[str, float] | None = None  # each run's request under --backend ray ({cpus: N} / {gpus: 1})
+    protocol: Protocol = field(default_factory=Protocol)
 
 
 def cell_id(key: dict[str, Any]) -> str:
@@ -129,6 +134,7 @@ def load_grid(path: str | Path, results: str | Path | None = None) -> Grid:
         raise MixtuneError("bench config key 'grids' must be a list of blocks, each with its own tasks/methods/sizes/seeds")
     cells: dict[str, Cell] = {}
     skipped: list[str] = []
+    protocol = load_protocol(path, values)
     for number, block in enumerate(blocks):
         where = f"grids[{number}]" if "grids" in values else "bench config"
         block = mapping(block, where)
@@ -137,11 +143,25 @@ def load_grid(path: str | Path, results: str | Path | None = None) -> Grid:
         sweep = parse_sweep(block["sweep"], f"{where}.sweep") if "sweep" in block else top_sweep
         for cell in _expand(axes, base, labels, sweep, skipped, where):
             cells.setdefault(cell.id, cell)
+    if unknown := [r for r in protocol.rivals if r not in {c.method.split("[")[0] for c in cells.values()}]:
+        raise MixtuneError(f"{path}: rivals {', '.join(unknown)} are not rows of the grid: list them under methods")
     search_cache = optional_path(values.get("search_cache"), "search_cache", "folder")
     return Grid(
         _ordered(list(cells.values()), values.get("order", "table")), skipped,
         _results_path(path, results or values.get("results")), search_cache, _resources(values.get("resources")),
+        protocol,
     )
+
+
+def load_protocol(path: str | Path, values: dict[str, Any] | None = None) -> Protocol:
+    """The headline tasks and rivals of a grid config (mixtune report --config), without expanding its cells."""
+    values, lists = load_yaml(path) if values is None else values, {}
+    for key in PROTOCOL_KEYS:
+        given = values.get(key, [])
+        if not isinstance(given, list) or not all(isinstance(item, str) for item in given):
+            raise MixtuneError(f"{path}: {key} must be a list of names, e.g. {key}: [sst2, stsb]")
+        lists[key] = tuple(given)
+    return Protocol(tuple(_axis_item(t, "tasks", f"{path} headline_tasks") for t in lists["headline_tasks"]), lists["rivals"])
 
 
 def _resources(value: Any) -> dict[str, float] | None:
@@ -225,13 +245,7 @@ def _expand(
 
 
 def make_cell(
-    model: str | None,
-    task: str,
-    size: int | None,
-    label: str,
-    method: str,
-    seed: int,
-    settings: dict,
+    model: str | None, task: str, size: int | None, label: str, method: str, seed: int, settings: dict,
     settings_from: str | None = None,
 ) -> Cell:
     """A cell with its validated run-config values (errors name the method whose settings are wrong)."""
@@ -257,11 +271,15 @@ def _check_data_dir(config: RunConfig) -> None:
 
 
 def settings_hash(config: RunConfig) -> str:
-    """Short hash of the settings that differ from the defaults, minus the grid axes and data location."""
-    defaults = flatten(RunConfig().to_dict())
-    changed = {k: v for k, v in flatten(config.to_dict()).items() if k not in UNHASHED and defaults.get(k) != v}
-    text = json.dumps(changed, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
+    """Short hash of everything the run computes with: the config as the run resolves it (form defaults filled in)
+    minus the grid axes and where data and output live, the method's resolved hyperparameters (its own default lr
+    and epochs included), and the record format version. A changed default anywhere makes new cells."""
+    resolved = resolve_form_defaults(config)
+    settings = {
+        k: v for k, v in flatten(resolved.to_dict()).items() if k not in UNHASHED and not k.startswith(RESOLVED_BY_METHOD)
+    }
+    payload = {"record_version": RECORD_VERSION, "settings": settings, "method": make_method(resolved).hyperparameters()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:HASH_CHARS]
 
 
 def flatten(values: dict, prefix: str = "") -> dict[str, Any]:

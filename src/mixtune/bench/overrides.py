@@ -13,13 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixtune.bench.checks import (
-    GRID_OWNED,
-    deep_merge,
-    has_dotted,
-    mapping,
-    optional_path,
-)
+from mixtune.bench.checks import GRID_OWNED, deep_merge, has_dotted, mapping, optional_path
 from mixtune.config import build_config, load_yaml, set_dotted
 from mixtune.errors import MixtuneError
 from mixtune.methods import METHODS

@@ -92,12 +92,30 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 
 def cell_status(records: list[dict[str, Any]]) -> dict[str, str]:
     """Cell id -> "ok" if any run of it finished, else the status of its last attempt."""
-    status: dict[str, str] = {}
+    return {cell_id(record["key"]): record["status"] for record in latest_records(records)}
+
+
+def latest_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last ok record of every cell, else its last failure (how the report and select read results)."""
+    latest: dict[str, dict] = {}
     for record in records:
         key = cell_id(record["key"])
-        if status.get(key) != "ok":
-            status[key] = record["status"]
-    return status
+        if record["status"] == "ok" or latest.get(key, {}).get("status") != "ok":
+            latest[key] = record
+    return list(latest.values())
+
+
+def record_method(record: dict[str, Any]) -> str:
+    """The method a results line ran (its key holds the row label); older failure lines lack it."""
+    return record.get("method") or record["key"]["method"].split("[")[0]
+
+
+def row_labels(records: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """(key method, config hash) -> row label: the method, with "@hash" only where it ran under several hashes."""
+    hashes: dict[str, set[str]] = {}
+    for record in records:
+        hashes.setdefault(record["key"]["method"], set()).add(record["key"]["config_hash"])
+    return {(m, h): m if len(seen) == 1 else f"{m}@{h}" for m, seen in hashes.items() for h in seen}
 
 
 def result_line(cell: Cell, outcome: dict[str, Any]) -> dict[str, Any]:

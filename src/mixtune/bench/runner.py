@@ -231,18 +231,9 @@ def plan(cells: list[Cell], results: Path, retry_failed: bool) -> list[tuple[Cel
 
 
 def run_sweep(
-    cells: list[Cell],
-    results: Path,
-    target: str = DEFAULT_TARGET,
-    workers: int | None = None,
-    limit: int | None = None,
-    retry_failed: bool = False,
-    isolate: bool = True,
-    progress: bool = True,
-    search_cache: Path | None = None,
-    backend: str = "local",
-    address: str | None = None,
-    resources: dict[str, float] | None = None,
+    cells: list[Cell], results: Path, target: str = DEFAULT_TARGET, workers: int | None = None, limit: int | None = None,
+    retry_failed: bool = False, isolate: bool = True, progress: bool = True, search_cache: Path | None = None,
+    backend: str = "local", address: str | None = None, resources: dict[str, float] | None = None,
 ) -> SweepSummary:
     """Run every cell not yet in `results`, appending one line per finished run (search_cache: see run_cell).
 

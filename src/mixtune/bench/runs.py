@@ -11,14 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from mixtune.bench.grid import cell_id
-from mixtune.bench.results import read_results
+from mixtune.bench.results import latest_records, read_results, record_method, row_labels
 from mixtune.errors import MixtuneError
+from mixtune.methods import METHODS
+from mixtune.methods.mixup_common import MixupMethod
 
 GLUE_ORDER = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte")
 CORRELATION_METRICS = ("mcc", "spearman", "pearson")  # exactly 0 means a constant prediction
-BOOTSTRAP_RESAMPLES = 10_000
-BOOTSTRAP_SEED = 0
 DASH = "—"
 
 
@@ -51,6 +50,7 @@ class Run:
     test_split: str = "test"  # the split the score is on ("test"; MNLI: "matched")
     data: dict[str, Any] = field(default_factory=dict)  # the run's data config (config.data): where its labels are
     wise_ft_mixing: float | None = None  # wise-ft's dev-chosen scalar (log.wise_ft.chosen): 1 = the finetuned weights
+    dev_score: float | None = None  # the main metric on the run's dev split (what rivals are ranked on)
 
     @property
     def pair_key(self) -> tuple:
@@ -62,36 +62,37 @@ class Run:
 class Loaded:
     runs: list[Run]
     failed: list[dict[str, Any]]  # last failed attempt of each cell that never finished
+    excluded: list[dict[str, Any]] = field(default_factory=list)  # finished runs left out (quantised_alpha)
 
 
 # --- reading ------------------------------------------------------------------------------------------
 def load_runs(paths: list[Path]) -> Loaded:
-    """The last ok record of every cell, and the last failure of cells with no ok record."""
-    latest: dict[str, dict] = {}
+    """The last ok record of every cell, and the last failure of cells with no ok record; runs whose alpha was
+    quantised (quantised_alpha) are set aside in `excluded`, out of every table."""
+    records = []
     for path in paths:
         if not path.is_file():
             raise MixtuneError(f"results file {path} does not exist: run mixtune bench first, or check the path")
-        for record in read_results(path):
-            key = cell_id(record["key"])
-            if record["status"] == "ok" or latest.get(key, {}).get("status") != "ok":
-                latest[key] = record
-    ok = [r for r in latest.values() if r["status"] == "ok"]
+        records += read_results(path)
+    latest = latest_records(records)
+    ok = [r for r in latest if r["status"] == "ok" and not quantised_alpha(r)]
     if not ok:
         raise MixtuneError(f"no finished runs in {', '.join(map(str, paths))}: run mixtune bench first")
-    labels = _row_labels(ok)
-    return Loaded([to_run(r, labels) for r in ok], [r for r in latest.values() if r["status"] != "ok"])
+    labels = row_labels(ok)
+    excluded = [r for r in latest if r["status"] == "ok" and quantised_alpha(r)]
+    return Loaded([to_run(r, labels) for r in ok], [r for r in latest if r["status"] != "ok"], excluded)
 
 
-def _row_labels(records: list[dict]) -> dict[tuple[str, str], str]:
-    """(method, config hash) -> row label; the hash is shown only where a method has several."""
-    hashes = defaultdict(set)
-    for record in records:
-        hashes[record["key"]["method"]].add(record["key"]["config_hash"])
-    return {
-        (method, h): method if len(seen) == 1 else f"{method}@{h}"
-        for method, seen in hashes.items()
-        for h in seen
-    }
+def quantised_alpha(record: dict[str, Any]) -> bool:
+    """A mixup-family run in bf16 or fp16 recorded before RECORD_VERSION 2: its alpha was stored in the low
+    precision and moved in quantised steps (a bug since fixed), so its scores are not the method's."""
+    method = METHODS.get(record_method(record))
+    return (
+        method is not None
+        and issubclass(method, MixupMethod)
+        and record.get("config", {}).get("precision") in ("bf16", "fp16")
+        and record.get("record_version", 1) < 2
+    )
 
 
 def reported_split(metrics: dict[str, dict]) -> str:
@@ -113,31 +114,20 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
     seconds, memory = run_cost(record)
     cpu = record.get("cpu_s")
     return Run(
-        model=key["model"] or "default",
-        size=key["size"],
-        task=key["task"],
-        method=labels[(key["method"], key["config_hash"])],
-        seed=key["seed"],
-        metric=metric,
-        score=score,
-        degenerate=degenerate,
-        seconds=seconds,
-        memory_mb=memory,
+        model=key["model"] or "default", size=key["size"], task=key["task"],
+        method=labels[(key["method"], key["config_hash"])], seed=key["seed"], metric=metric, score=score,
+        degenerate=degenerate, seconds=seconds, memory_mb=memory,
         cpu_seconds=None if cpu is None else cpu + (seconds - float(record["time_s"]["total"])),
-        hyperparameters=record.get("hyperparameters", {}),
-        config_hash=key["config_hash"],
-        alpha=record.get("alpha_summary"),
-        notes=notes,
-        settings_from=record.get("settings_from"),
-        search_cached=bool(record.get("search_cached")),
-        last_step_score=last_step_score(record, metric),
+        hyperparameters=record.get("hyperparameters", {}), config_hash=key["config_hash"],
+        alpha=record.get("alpha_summary"), notes=notes, settings_from=record.get("settings_from"),
+        search_cached=bool(record.get("search_cached")), last_step_score=last_step_score(record, metric),
         dev_curve=record.get("log", {}).get("finetune", {}).get("dev_curve", []),
         alpha_diagnostics=record.get("log", {}).get("alpha_diagnostics"),
         predictions=record.get("predictions", {}).get(split),
-        regression=record.get("task", {}).get("kind") == "regression",
-        test_split=split,
+        regression=record.get("task", {}).get("kind") == "regression", test_split=split,
         data=record.get("config", {}).get("data", {}),
         wise_ft_mixing=record.get("log", {}).get("wise_ft", {}).get("chosen"),
+        dev_score=record["metrics"].get("dev", {}).get(metric),
     )
 
 
@@ -164,27 +154,11 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
 
 
-def bootstrap_ci(
-    differences: list[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
-) -> tuple[float, float]:
-    """95% percentile interval of the mean difference, resampling seeds with replacement."""
-    values = np.asarray(differences, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
-
-
-def win_rate(differences: list[float]) -> float:
-    """Fraction of seeds where the method beats the baseline; a tie counts half."""
-    return float(np.mean([1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in differences]))
-
-
-def paired_differences(runs: list[Run], method: str, baseline: str, task: str) -> list[float]:
-    """method - baseline on every seed both have (same model, size, task), in seed order."""
+def paired_differences(runs: list[Run], method: str, baseline: str, task: str) -> dict[int, float]:
+    """seed -> method - baseline, on every seed both have (same model, size, task), in seed order."""
     base = {r.pair_key: r.score for r in runs if r.method == baseline and r.task == task}
     own = sorted((r for r in runs if r.method == method and r.task == task and r.pair_key in base), key=lambda r: r.seed)
-    return [r.score - base[r.pair_key] for r in own]
+    return {r.seed: r.score - base[r.pair_key] for r in own}
 
 
 def paired_ratio(runs: list[Run], method: str, baseline: str, value: Callable[[Run], float | None]) -> float | None:

@@ -15,7 +15,6 @@ compete instead: how a pilot chooses a method's default among its forms.
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -25,8 +24,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mixtune.bench.grid import UNHASHED, cell_id, flatten
-from mixtune.bench.results import read_results
+from mixtune.bench.grid import UNHASHED, flatten
+from mixtune.bench.results import latest_records, read_results, record_method, row_labels
 from mixtune.config import set_dotted
 from mixtune.errors import MixtuneError
 
@@ -90,7 +89,7 @@ def select(results: Path, split: str = "dev", by: str = "row") -> Selection:
         raise MixtuneError(f"select --by {by!r} is not known: use one of {', '.join(GROUPINGS)}")
     if not results.is_file():
         raise MixtuneError(f"results file {results} does not exist: run the tuning sweep (mixtune bench) first, or fix the path")
-    records = _latest(read_results(results))
+    records = latest_records(read_results(results))
     if not records:
         raise MixtuneError(f"no runs in {results}: run the tuning sweep (mixtune bench) first")
     groups = {(r["key"]["model"], r["key"]["size"]) for r in records}
@@ -113,25 +112,13 @@ def select(results: Path, split: str = "dev", by: str = "row") -> Selection:
     return Selection(results, split, tasks, sorted({seed for _, seed in cells}), metrics, candidates, chosen, by)
 
 
-def _latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The last ok record of every cell, else its last failure (as the report reads results)."""
-    latest: dict[str, dict] = {}
-    for record in records:
-        key = cell_id(record["key"])
-        if record["status"] == "ok" or latest.get(key, {}).get("status") != "ok":
-            latest[key] = record
-    return list(latest.values())
-
-
 def _candidates(records: list[dict[str, Any]], split: str, results: Path, by: str) -> dict[str, list[Candidate]]:
-    hashes = defaultdict(set)
-    for record in records:
-        hashes[record["key"]["method"]].add(record["key"]["config_hash"])
+    labels = row_labels(records)
     by_id: dict[tuple[str, str], Candidate] = {}
     for record in records:
         key = record["key"]
-        label = key["method"] if len(hashes[key["method"]]) == 1 else f"{key['method']}@{key['config_hash']}"
-        candidate = by_id.setdefault((key["method"], key["config_hash"]), Candidate(label, _method_of(record)))
+        label = labels[(key["method"], key["config_hash"])]
+        candidate = by_id.setdefault((key["method"], key["config_hash"]), Candidate(label, record_method(record)))
         cell = (key["task"], key["seed"])
         if record["status"] != "ok":
             candidate.failed[cell] = record.get("error", "failed")
@@ -152,12 +139,6 @@ def _candidates(records: list[dict[str, Any]], split: str, results: Path, by: st
 def _row_of(label: str) -> str:
     """The table row a sweep variant tunes: its label without the sweep values and the @hash."""
     return label.split("[")[0].split("@")[0]
-
-
-def _method_of(record: dict[str, Any]) -> str:
-    """The method a results line ran (its key holds the row label); older failure lines lack it."""
-    label = record["key"]["method"]
-    return record.get("method") or label.split("[")[0]
 
 
 def _settings(record: dict[str, Any]) -> dict[str, Any]:
@@ -260,7 +241,9 @@ def overrides_yaml(selection: Selection, today: date | None = None) -> str:
 def run_select(results: Path, split: str, out: Path | None, today: date | None = None, by: str = "row") -> int:
     """The command: print the table and what was dropped, write (or print) the overrides."""
     if split != "dev":
-        print(f"warning: selecting on the {split} split; the protocol selects on dev only", file=sys.stderr)
+        raise MixtuneError(
+            f"select --split {split}: the protocol selects on the dev split only (test scores never choose settings): drop --split"
+        )
     selection = select(results, split, by)
     print(f"{selection.results}: {rule_text(selection)}.")
     print(table(selection))

@@ -1,5 +1,5 @@
-"""The report's markdown tables: scores, paired comparisons, head to head, cost, alpha, settings (stability and
-the verdict have their own modules)."""
+"""The report's markdown tables: scores, cost, alpha, settings (stability and the comparisons have their own
+modules)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mixtune.bench.runs import (
-    DASH,
-    Run,
-    bootstrap_ci,
-    mean_std,
-    ordered,
-    paired_differences,
-    paired_ratio,
-    scores_of,
-    seed_averages,
-    win_rate,
-)
+from mixtune.bench.runs import DASH, Run, mean_std, ordered, paired_ratio, scores_of, seed_averages
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -62,59 +51,6 @@ def _column_cells(column: dict[str, list[float]], usual_n: int) -> dict[str, str
     return cells
 
 
-def paired_table(runs: list[Run], tasks: list[str], methods: list[str], baseline: str) -> list[str]:
-    """Per method and task: mean of (method - baseline) over shared seeds [95% bootstrap CI], win rate."""
-    rows = []
-    for method in (m for m in methods if m != baseline):
-        row = [method]
-        for task in tasks:
-            diffs = paired_differences(runs, method, baseline, task)
-            if not diffs:
-                row.append(DASH)
-                continue
-            low, high = bootstrap_ci(diffs)
-            mean = fmt(float(np.mean(diffs)), True)
-            row.append(f"{mean} [{fmt(low, True)}, {fmt(high, True)}] · win {win_rate(diffs):.0%} (n={len(diffs)})")
-        rows.append(row)
-    return markdown_table(["method", *tasks], rows)
-
-
-def head_to_head_table(runs: list[Run], tasks: list[str], methods: list[str], focus: str) -> list[str]:
-    """The focus method against every other row, on the tasks both ran: the mean over those tasks of the
-    difference of task means, how many tasks the focus method's mean is higher / equal / lower (at two
-    decimals, as in the score table), and the mean of each one's std over seeds (tasks where both have one)."""
-    focus_scores = {t: scores_of(runs, focus, t) for t in tasks}
-    rows = []
-    for other in (m for m in methods if m != focus):
-        other_scores = {t: scores_of(runs, other, t) for t in tasks}
-        shared = [t for t in tasks if focus_scores[t] and other_scores[t]]
-        if not shared:
-            continue
-        own = [mean_std(focus_scores[t]) for t in shared]
-        theirs = [mean_std(other_scores[t]) for t in shared]
-        gaps = [round(a[0], 2) - round(b[0], 2) for a, b in zip(own, theirs)]
-        won, tied = sum(g > 0 for g in gaps), sum(g == 0 for g in gaps)
-        rows.append(
-            [
-                other,
-                str(len(shared)),
-                fmt(float(np.mean(gaps)), True),
-                f"{won} / {tied} / {len(shared) - won - tied}",
-                _mean_stds(own, theirs),
-            ]
-        )
-    header = ["against", "tasks", f"mean difference ({focus} - other)", "tasks won / tied / lost", f"mean std ({focus} / other)"]
-    return markdown_table(header, rows)
-
-
-def _mean_stds(own: list[tuple[float, float | None]], theirs: list[tuple[float, float | None]]) -> str:
-    """"a / b": the mean per-task std of each side, over the tasks where both ran several seeds."""
-    pairs = [(a[1], b[1]) for a, b in zip(own, theirs) if a[1] is not None and b[1] is not None]
-    if not pairs:
-        return DASH
-    return f"{fmt(float(np.mean([a for a, _ in pairs])))} / {fmt(float(np.mean([b for _, b in pairs])))}"
-
-
 def cost_table(runs: list[Run], methods: list[str], baseline: str) -> list[str]:
     """Median wall time and peak memory per method, and the median paired ratio to the baseline; CPU time too
     (records with cpu_s), which a busy machine does not inflate as it does wall time."""
@@ -122,20 +58,11 @@ def cost_table(runs: list[Run], methods: list[str], baseline: str) -> list[str]:
     for method in methods:
         own = [r for r in runs if r.method == method]
         ratios = [paired_ratio(runs, method, baseline, value) for value in (seconds_of, cpu_of, memory_of)]
-        rows.append(
-            [
-                method,
-                str(len(own)),
-                f"{statistics.median(r.seconds for r in own):.1f}",
-                *(fmt(ratio) + ("x" if ratio is not None else "") for ratio in ratios[:2]),
-                f"{statistics.median(r.memory_mb for r in own):.0f}",
-                fmt(ratios[2]) + ("x" if ratios[2] is not None else ""),
-            ]
-        )
-    header = [
-        "method", "runs", "median time (s)", f"time / {baseline}", f"CPU time / {baseline}",
-        "median peak memory (MB)", f"memory / {baseline}",
-    ]
+        times = [fmt(ratio) + ("x" if ratio is not None else "") for ratio in ratios]
+        rows.append([method, str(len(own)), f"{statistics.median(r.seconds for r in own):.1f}", *times[:2],
+                     f"{statistics.median(r.memory_mb for r in own):.0f}", times[2]])
+    header = ["method", "runs", "median time (s)", f"time / {baseline}", f"CPU time / {baseline}",
+              "median peak memory (MB)", f"memory / {baseline}"]
     return markdown_table(header, rows)
 
 
@@ -214,19 +141,11 @@ def alpha_diagnostics_table(runs: list[Run], methods: list[str]) -> list[str]:
                     layer_travel.setdefault(name, []).append(layer["travel"])
         most = max(layer_travel, key=lambda n: np.mean(layer_travel[n]), default=None)
         most_text = f"{np.mean(layer_travel[most]):.3f} ({most.split('.', 1)[-1]})" if most else DASH
-        rows.append(
-            [
-                method,
-                str(len(found)),
-                f"{mean('share_start')} → {mean('share')}",
-                mean("share_travel", 4),
-                most_text,
-                mean("param_travel_rms", 4),
-                f"{mean('hypergradient_snr')} / {mean('snr_noise')}",
-                mean("alpha_steps", 0),
-                mean("alpha_lr_sum"),
-            ]
-        )
+        rows.append([
+            method, str(len(found)), f"{mean('share_start')} → {mean('share')}", mean("share_travel", 4), most_text,
+            mean("param_travel_rms", 4), f"{mean('hypergradient_snr')} / {mean('snr_noise')}", mean("alpha_steps", 0),
+            mean("alpha_lr_sum"),
+        ])
     header = [
         "method", "runs", "pretrained share (start → end)", "share travel", "most-moved layer", "param travel (rms)",
         "hypergradient SNR / noise", "alpha steps per split", "alpha lr sum",
@@ -262,8 +181,6 @@ def settings_table(runs: list[Run], methods: list[str]) -> list[str]:
     notes = [f"- `{file}`: {text or '(no header)'}" for file, text in headers]
     return markdown_table(header, rows) + ([""] + notes if notes else [])
 
-
-# --- the report ---------------------------------------------------------------------------------------
 
 
 def selection_table(runs: list[Run], tasks: list[str], methods: list[str]) -> list[str]:
