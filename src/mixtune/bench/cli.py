@@ -60,7 +60,7 @@ def add_bench_parsers(subparsers) -> None:
     )
     report.add_argument(
         "--config", help="the grid config the results came from: its headline_tasks get a verdict of their own and "
-        "its rivals are the rows the focus method is judged against (both named before the run)",
+        "its rivals are the rows the focus method is judged against (both named before the run) (default: none)",
     )
     report.set_defaults(handler=cmd_report)
 
