@@ -273,7 +273,7 @@ def checkout(tmp_path, monkeypatch) -> Path:
         pytest.skip("GLUE data not found beside the repository")
     (tmp_path / "shared" / "data").mkdir(parents=True)
     (tmp_path / "shared" / "data" / "glue").symlink_to(glue)
-    (tmp_path / "main" / "benchmarks").mkdir(parents=True)
+    (tmp_path / "main" / "benchmarks" / "archive").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "main")
     return tmp_path / "main"
 
@@ -283,11 +283,11 @@ def test_shipped_table_config(checkout, monkeypatch):
     for name in TABLE_METHODS:
         if name != "mixout":  # the table pins mixout's mask, a hyperparameter of the real class
             monkeypatch.setitem(METHODS, name, type(name, (Method,), {"name": name}))
-    (checkout / "benchmarks" / "tuned_n300.yaml").write_text(
+    (checkout / "benchmarks" / "archive" / "tuned_n300.yaml").write_text(
         "# Tuned settings chosen by `mixtune select` from results/tune_n300.jsonl (dev split) on 2025-01-02.\n"
         "vanilla: {train: {lr: 1.0e-4, epochs: 10}}\nmixup-blo: {train: {lr: 5.0e-5, epochs: 10}}\n"
     )
-    grid = load_grid(REPO / "benchmarks" / "table_n300.yaml")
+    grid = load_grid(REPO / "benchmarks" / "archive" / "table_n300.yaml")
     assert len(grid.cells) == 6 * 9 * 5 + 2 * 2 * 5 and not grid.skipped
     assert {c.size for c in grid.cells} == {300} and {c.seed for c in grid.cells} == {1, 2, 3, 4, 5}
     assert {c.task for c in grid.cells if c.method == "joint"} == {"rte", "mrpc"}
@@ -309,14 +309,14 @@ def test_shipped_table_config(checkout, monkeypatch):
 
 def test_shipped_table_config_says_to_run_the_tuning_first(checkout):
     with pytest.raises(MixtuneError) as error:
-        load_grid(REPO / "benchmarks" / "table_n300.yaml")
-    assert "overrides_file benchmarks/tuned_n300.yaml does not exist" in str(error.value)
+        load_grid(REPO / "benchmarks" / "archive" / "table_n300.yaml")
+    assert "overrides_file benchmarks/archive/tuned_n300.yaml does not exist" in str(error.value)
     assert "run the tuning first" in str(error.value) and "\n" not in str(error.value)
 
 
 def test_shipped_tune_config(checkout):
     """84 cells: 7 methods x (lr in d, 2.5d, 5d with d the method's default_lr) x (3, 10 epochs) x 2 tasks x 1 seed."""
-    grid = load_grid(REPO / "benchmarks" / "tune_n300.yaml")
+    grid = load_grid(REPO / "benchmarks" / "archive" / "tune_n300.yaml")
     assert len(grid.cells) == 7 * 3 * 2 * 2 and not grid.skipped
     assert grid.results == Path("results/tune_n300.jsonl") and grid.search_cache == Path("runs/search-cache")
     assert {c.task for c in grid.cells} == {"rte", "mrpc"} and {c.seed for c in grid.cells} == {1}

@@ -1,5 +1,6 @@
 """The report's plots (matplotlib, Agg: no display needed): every seed per method, score against train size,
-and the learned alpha per layer and module role."""
+the dev curves, and the learned alpha per layer and module role. Each stays readable: at most MAX_SERIES
+coloured series per panel, about 1,500 px wide at most, axes named with their metric and unit."""
 
 from __future__ import annotations
 
@@ -13,75 +14,144 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
-
-from mixtune.bench.runs import scores_of  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 if TYPE_CHECKING:
     from mixtune.bench.runs import Run
 
-MAX_COLUMNS = 4
+MAX_SERIES = 8  # lines per panel: more and the colours repeat or blur together, so methods are faceted
+FACET_COLUMNS = 3  # panels per row in a faceted figure: with a legend beside it, about 1,500 px wide
+DPI = 110
+PERCENT_METRICS = {"accuracy", "f1", "macro_f1"}  # the rest (mcc, spearman, pearson) are correlations x 100
+FLAT_SHARE = 1e-3  # a heatmap whose shares all lie within this is one colour: alpha did not move
 
 
-def _grid(count: int, width: float, height: float):
-    """As few rows as MAX_COLUMNS allows, filled evenly (6 panels: 2 x 3, not 4 + 2)."""
-    rows = math.ceil(count / MAX_COLUMNS)
-    columns = math.ceil(count / rows)
-    figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+def metric_label(metric: str, split: str) -> str:
+    """An axis label that names the metric and its unit (scores are stored as percent / correlation x 100)."""
+    unit = "%" if metric in PERCENT_METRICS else "x 100"
+    return f"{split} {metric} ({unit})"
+
+
+def _colours(count: int) -> list:
+    """Distinct colours for up to MAX_SERIES series (tab10 never repeats within a panel)."""
+    return [plt.get_cmap("tab10")(i) for i in range(count)]
+
+
+def method_groups(methods: list[str]) -> list[list[str]]:
+    """At most MAX_SERIES methods per panel; the first method (the report's baseline) heads every group, so each
+    panel shows its methods against the same reference."""
+    if len(methods) <= MAX_SERIES:
+        return [list(methods)]
+    reference, rest = methods[0], methods[1:]
+    per_group = MAX_SERIES - 1
+    count = math.ceil(len(rest) / per_group)
+    size = math.ceil(len(rest) / count)  # even groups: 13 rivals as 7 + 6, 15 as 5 + 5 + 5, never 7 + 7 + 1
+    return [[reference, *rest[i : i + size]] for i in range(0, len(rest), size)]
+
+
+def _grid_columns(count: int, columns: int, width: float, height: float, layout: str | None = None):
+    """count panels, `columns` wide at most, the last row's spare axes hidden."""
+    columns = min(count, columns)
+    rows = math.ceil(count / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False, layout=layout)
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return figure, list(axes.flat[:count])
+
+
+def _facets(tasks: list[str], groups: list[list[str]], width: float, height: float):
+    """One block of task panels per method group (FACET_COLUMNS wide); returns the figure and, per group, its
+    task -> axes map."""
+    columns = min(len(tasks), FACET_COLUMNS)
+    rows_per_group = math.ceil(len(tasks) / columns)
+    figure, axes = plt.subplots(
+        rows_per_group * len(groups), columns, figsize=(width * columns, height * rows_per_group * len(groups)), squeeze=False
+    )
+    panels = []
+    for g in range(len(groups)):
+        block = list(axes[g * rows_per_group : (g + 1) * rows_per_group].flat)
+        for ax in block[len(tasks) :]:
+            ax.set_visible(False)
+        panels.append(dict(zip(tasks, block, strict=False)))
+    return figure, panels
+
+
+def _group_legend(panels: dict, tasks: list[str]) -> None:
+    """The group's legend (every method drawn in any of its panels, once) beside the last panel of its first row."""
+    entries = {}
+    for ax in panels.values():
+        handles, labels = ax.get_legend_handles_labels()
+        entries.update({label: handle for label, handle in zip(labels, handles, strict=True) if label not in entries})
+    anchor = panels[tasks[min(len(tasks), FACET_COLUMNS) - 1]]
+    anchor.legend(list(entries.values()), list(entries), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 
 
 def _save(figure, path: Path, title: str) -> None:
     """Save with the title above the panels; the tight box keeps a long title inside the image."""
     figure.tight_layout()
     figure.suptitle(title, y=1.0, va="bottom")
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    figure.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(figure)
 
 
 def seed_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path, title: str) -> None:
-    """Per task: one point per seed for every method (spread out sideways), the mean as a bar."""
-    figure, axes = _grid(len(tasks), max(3.0, 0.7 * len(methods) + 1.5), 3.4)
+    """Per task: the methods down the side, one point per seed (coloured by seed), the mean as a bar.
+
+    Methods on the y axis keep the figure narrow however many rows the table has."""
+    seeds = sorted({r.seed for r in runs})
+    colours = dict(zip(seeds, _colours(len(seeds)))) if len(seeds) <= 10 else {}
+    figure, axes = _grid_columns(len(tasks), FACET_COLUMNS, 4.2, max(2.4, 0.28 * len(methods) + 1.0))
     for ax, task in zip(axes, tasks, strict=True):
-        for x, method in enumerate(methods):
-            scores = scores_of(runs, method, task)
-            if not scores:
+        for y, method in enumerate(methods):
+            own = sorted((r.seed, r.score) for r in runs if r.method == method and r.task == task)
+            if not own:
                 continue
-            offsets = np.linspace(-0.15, 0.15, len(scores)) if len(scores) > 1 else [0.0]
-            ax.scatter([x + o for o in offsets], scores, s=14, alpha=0.8, color=f"C{x % 10}")
-            ax.hlines(np.mean(scores), x - 0.3, x + 0.3, color="black", linewidth=1.5)
+            offsets = np.linspace(-0.15, 0.15, len(own)) if len(own) > 1 else [0.0]
+            for (seed, score), offset in zip(own, offsets, strict=True):
+                ax.scatter(score, y + offset, s=14, color=colours.get(seed, "C0"), label=f"seed {seed}" if colours else None)
+            ax.vlines(np.mean([s for _, s in own]), y - 0.3, y + 0.3, color="black", linewidth=1.5)
         metric = next((r.metric for r in runs if r.task == task), "")
         ax.set_title(task)
-        ax.set_ylabel(metric)
-        ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
+        ax.set_xlabel(metric_label(metric, "test"))
+        ax.set_yticks(range(len(methods)), methods, fontsize=7)
+        ax.set_ylim(len(methods) - 0.5, -0.5)  # the first method (the baseline) at the top
+        ax.grid(axis="x", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    if unique:
+        figure.legend(list(unique.values()), list(unique), loc="upper right", fontsize=7, bbox_to_anchor=(1.0, 1.0))
     _save(figure, path, f"{title}\nevery seed (bar: mean)")
 
 
 def size_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path, title: str) -> None:
-    """Per task: mean ± std over seeds against train size, one line per method (one legend for all)."""
-    figure, axes = _grid(len(tasks), 4.0, 3.2)
-    handles = {}
-    for ax, task in zip(axes, tasks, strict=True):
-        for index, method in enumerate(methods):
-            by_size = defaultdict(list)
-            for r in runs:
-                if r.task == task and r.method == method and r.size is not None:
-                    by_size[r.size].append(r.score)
-            if not by_size:
-                continue
-            sizes = sorted(by_size)
-            means = [np.mean(by_size[s]) for s in sizes]
-            stds = [np.std(by_size[s], ddof=1) if len(by_size[s]) > 1 else 0.0 for s in sizes]
-            handles[method] = ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, color=f"C{index % 10}")
-        ax.set_xticks(sorted({r.size for r in runs if r.task == task and r.size is not None}))
-        ax.set_title(task)
-        ax.set_xlabel("train size n")
-        ax.set_ylabel(next((r.metric for r in runs if r.task == task), ""))
-        ax.grid(alpha=0.3)
-    figure.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    _save(figure, path, f"{title}\nscore against train size (mean ± std over seeds)")
+    """Per task: the mean over seeds against train size, one line per method, ± std only where two or more seeds
+    ran (one seed has no spread to show); more than MAX_SERIES methods are faceted."""
+    groups = method_groups(methods)
+    figure, panels = _facets(tasks, groups, 3.8, 3.0)
+    for group, axes in zip(groups, panels, strict=True):
+        for colour, method in zip(_colours(len(group)), group, strict=True):
+            for task, ax in axes.items():
+                by_size = defaultdict(list)
+                for r in runs:
+                    if r.task == task and r.method == method and r.size is not None:
+                        by_size[r.size].append(r.score)
+                if not by_size:
+                    continue
+                sizes = sorted(by_size)
+                means = [np.mean(by_size[s]) for s in sizes]
+                ax.plot(sizes, means, marker="o", color=colour, label=method)
+                spread = [(s, m, np.std(by_size[s], ddof=1)) for s, m in zip(sizes, means, strict=True) if len(by_size[s]) > 1]
+                if spread:
+                    xs, ys, errors = zip(*spread, strict=True)
+                    ax.errorbar(xs, ys, yerr=errors, fmt="none", capsize=3, color=colour)
+        for task, ax in axes.items():
+            ax.set_xticks(sorted({r.size for r in runs if r.task == task and r.size is not None}))
+            ax.set_title(task)
+            ax.set_xlabel("train size n (examples)")
+            ax.set_ylabel(metric_label(next((r.metric for r in runs if r.task == task), ""), "test"))
+            ax.grid(alpha=0.3)
+        _group_legend(axes, tasks)
+    _save(figure, path, f"{title}\nscore against train size (mean over seeds; bars: ± std where 2+ seeds ran)")
 
 
 def alpha_matrix(runs: list[Run]) -> tuple[np.ndarray, list[str], list[str]]:
@@ -101,15 +171,26 @@ def alpha_matrix(runs: list[Run]) -> tuple[np.ndarray, list[str], list[str]]:
     return matrix, roles, ["other" if layer is None else str(layer) for layer in layers]
 
 
+def flat_share(runs: list[Run]) -> float | None:
+    """The one pretrained share of every (task, role, layer) cell when they all lie within FLAT_SHARE (a heatmap
+    of it would be a single colour: alpha did not move); None when they differ."""
+    tasks = sorted({r.task for r in runs})
+    matrices = [alpha_matrix([r for r in runs if r.task == task])[0] for task in tasks]
+    finite = np.concatenate([m[np.isfinite(m)] for m in matrices]) if matrices else np.array([])
+    if finite.size == 0 or float(finite.max() - finite.min()) >= FLAT_SHARE:
+        return None
+    return float(finite.mean())
+
+
 def alpha_heatmap(runs: list[Run], tasks: list[str], path: Path, title: str) -> None:
-    """Per task: module role x layer, coloured and annotated by the mean pretrained share (over seeds)."""
+    """Per task: module role x layer, coloured and annotated by the mean pretrained share (over seeds); the colour
+    scale is the shares' own range inside [0, 1]. Callers skip it when flat_share() says alpha did not move."""
     tasks = [task for task in tasks if any(r.task == task for r in runs)]
     matrices = {task: alpha_matrix([r for r in runs if r.task == task]) for task in tasks}
     finite = np.concatenate([m[np.isfinite(m)] for m, _, _ in matrices.values()])
-    low, high = float(finite.min()), float(finite.max())
-    if high - low < 1e-3:
-        low, high = low - 5e-4, high + 5e-4
-    figure, axes = _grid(len(tasks), 4.6, 3.6)
+    low, high = max(0.0, float(finite.min())), min(1.0, float(finite.max()))
+    # constrained layout: the colour bar spans the panels and the role names do not run into the next panel
+    figure, axes = _grid_columns(len(tasks), FACET_COLUMNS, 4.4, 3.2, layout="constrained")
     for ax, task in zip(axes, tasks, strict=True):
         matrix, roles, layers = matrices[task]
         image = ax.imshow(matrix, cmap="viridis", vmin=low, vmax=high, aspect="auto")
@@ -121,23 +202,29 @@ def alpha_heatmap(runs: list[Run], tasks: list[str], path: Path, title: str) -> 
             if np.isfinite(value):
                 shade = "black" if value > (low + high) / 2 else "white"
                 ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=6, color=shade)
-    figure.colorbar(image, ax=axes, shrink=0.8, label="pretrained share")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="pretrained share (0: all W, 1: all W0)")
     figure.suptitle(title, y=1.0, va="bottom")
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    figure.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(figure)
 
 
 def dev_curve_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path, title: str) -> None:
-    """Per task: the dev score against the training step, one thin line per seed, one colour per method."""
-    figure, axes = _grid(len(tasks), 4.0, 3.2)
-    for ax, task in zip(axes, tasks, strict=True):
-        for x, method in enumerate(methods):
-            curves = [r.dev_curve for r in runs if r.method == method and r.task == task and r.dev_curve]
-            for i, curve in enumerate(curves):
-                label = method if i == 0 else None
-                ax.plot([p["step"] for p in curve], [p["dev"] for p in curve], color=f"C{x % 10}", alpha=0.6, linewidth=0.9, label=label)
-        ax.set_title(task)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    """Per task: the dev score against the training step, one thin line per seed, one colour per method; more
+    than MAX_SERIES methods are faceted, the baseline in every group."""
+    groups = method_groups(methods)
+    figure, panels = _facets(tasks, groups, 3.8, 3.0)
+    for group, axes in zip(groups, panels, strict=True):
+        for colour, method in zip(_colours(len(group)), group, strict=True):
+            for task, ax in axes.items():
+                curves = [r.dev_curve for r in runs if r.method == method and r.task == task and r.dev_curve]
+                for i, curve in enumerate(curves):
+                    steps, scores = [p["step"] for p in curve], [p["dev"] for p in curve]
+                    ax.plot(steps, scores, color=colour, alpha=0.6, linewidth=0.9, label=method if i == 0 else None)
+        for task, ax in axes.items():
+            ax.set_title(task)
+            ax.set_xlabel("training step")
+            ax.set_ylabel(metric_label(next((r.metric for r in runs if r.task == task), ""), "dev"))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+        _group_legend(axes, tasks)
     _save(figure, path, f"{title}\ndev score during finetuning (every seed)")

@@ -214,7 +214,10 @@ def _alpha_section(runs: list[Run], tasks: list[str], methods: list[str], name: 
     lines = ["### Learned alpha", "", roles, "", *table, "", shares, "", *alpha_share_table(runs, methods), ""]
     for method in methods:
         picked = [r for r in runs if r.method == method and r.alpha]
-        if picked:
+        flat = plots.flat_share(picked) if picked else None
+        if flat is not None:
+            lines += [f"{method}: alpha did not move (pretrained share {flat:.3f} in every module and layer): no heatmap.", ""]
+        elif picked:
             file = f"alpha_{name}_{slug(method)}.png"
             caption = f"{title}: {method}\nmean pretrained share of the mix per layer (over seeds)"
             plots.alpha_heatmap(picked, tasks, out / file, caption)
