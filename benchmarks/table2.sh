@@ -21,7 +21,4 @@ for seeds in 1 1-2 1-3; do
   bench benchmarks/table2_mpnet.yaml --seeds "$seeds"
 done
 bench benchmarks/table2_n300.yaml
-mixtune report results/table2_n300.jsonl --out results/table2_n300-report --focus mixup-blo
-mixtune report results/table2_n300.jsonl --out results/table2_n300-vs-soup --focus mixup-blo --baseline soup-start
-mixtune report results/table2_n1000.jsonl --out results/table2_n1000-report --focus mixup-blo
-mixtune report results/table2_mpnet.jsonl --out results/table2_mpnet-report --focus mixup-blo
+bash benchmarks/reports.sh  # every committed report, the table2 ones with their headline tasks (--config)
