@@ -91,8 +91,7 @@ class TrainConfig:
     report_last_step: bool = False  # also score the test sets at the last step (what best-dev selection changed)
     layer_decay: float | None = None  # None = off; layer l trains at lr * decay^(L + 1 - l) (Zhang et al. 2021)
     reinit_layers: int = 0  # re-initialise the top k layers and the pooler before training (Zhang et al. 2021)
-    # "swa" / "ema": the weights averaged over the run's last part replace the last step's (mixtune.averaging)
-    average: str = "none"
+    average: str = "none"  # swa / ema: the weights averaged over the run's last part replace the last step's
     average_start: float = 0.5  # the average takes the weights after every step from this fraction of the run on
     ema_decay: float = 0.98  # ema: avg <- decay * avg + (1 - decay) * w (a horizon of about 1 / (1 - decay) steps)
 
@@ -138,8 +137,7 @@ class SearchConfig:
     hypergradient: str = "first-order"  # or "finite-difference" (DARTS second order)
     fd_xi: float | None = None  # None = the inner optimiser's current learning rate (DARTS)
     unroll_steps: int | None = None
-    # "all" (released "total_avg"), "alpha", or "greedy": a greedy soup of the K models (mixtune.mixup.repeated)
-    average: str = "all"
+    average: str = "all"  # "all" (released "total_avg"), "alpha", "greedy" (a greedy soup: mixtune.mixup.repeated)
     inner_lr: float = 2e-5
     inner_weight_decay: float = 0.01
     inner_scheduler: str = "linear"
@@ -379,10 +377,7 @@ def validate(config: RunConfig) -> None:
         if not ok:
             raise MixtuneError(f"config key '{key}' must be {expected}")
     if config.train.average != "none" and config.train.select != "last":
-        raise MixtuneError(
-            f"train.average {config.train.average} replaces the final weights by their average, which best-dev selection "
-            "would override: set train.select to last"
-        )
+        raise MixtuneError(f"train.average {config.train.average} and train.select best-dev both choose the final weights: set train.select to last")
     for key in ("train.lr", "train.epochs"):
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
