@@ -8,8 +8,8 @@ is the same as one process computes, bit for bit on the same device and thread c
 search.average = greedy makes a greedy soup instead (Wortsman et al. 2022): the K models ranked by their own
 D_val's held-out loss, then added best first, each kept only if the soup's loss on the pooled D_val splits does
 not rise. The score is the task loss, not the metric: the search knows no metric, and on a few dozen examples an
-accuracy ties where a loss still ranks. The pooled splits are each held out from their own model only (the K
-draws overlap), so the check favours soups of models that saw those examples less; it needs no extra labels.
+accuracy ties where a loss still ranks. The K draws are independent, so a pooled example is held out from its own
+split's model but may be in another model's D_tr: the pooled check is not wholly held out. It needs no extra labels.
 """
 
 from __future__ import annotations
