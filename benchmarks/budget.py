@@ -6,7 +6,7 @@
 Each cell still to run is priced phase by phase from the finished runs (one thread each; their CPU seconds where
 the record has cpu_s, else their wall time) of the same method
 (mixup-blo: the same form and granularity), task and model: the median seconds per example of its search
-(time_s.search over size x search.epochs) and of the rest (over size x train.epochs), times the cell's own
+(time_s.search over size x search.epochs x search.splits) and of the rest (over size x train.epochs), times the cell's own
 budgets. Cells that share a cached search pay for it once. A method never timed on that task is priced by its
 median ratio to vanilla on the tasks where both ran; cells with no basis at all are counted apart.
 Wall times of busy machines inflate the medians: without cpu_s, pass the quietest files. Runs side by side wait
@@ -32,7 +32,7 @@ from mixtune.config import build_config, form_defaults, resolve_form_defaults
 from mixtune.errors import MixtuneError
 
 Kind = tuple[str, ...]  # (method,) or, for mixup-blo, (method, form, granularity): they differ in cost
-Phase = str  # "search" (scales with size x search.epochs) or "rest" (size x train.epochs)
+Phase = str  # "search" (scales with size x search.epochs x search.splits) or "rest" (size x train.epochs)
 
 
 def kind(method: str, mixup: dict[str, Any]) -> Kind:
@@ -44,7 +44,8 @@ def kind(method: str, mixup: dict[str, Any]) -> Kind:
 
 def budgets(config: dict[str, Any], size: int) -> dict[Phase, float]:
     """Examples seen per phase, the unit a phase's time is divided by."""
-    return {"search": size * float(config["search"]["epochs"]), "rest": size * float(config["train"]["epochs"] or 1)}
+    search = size * float(config["search"]["epochs"]) * int(config["search"]["splits"])  # fewer splits search less
+    return {"search": search, "rest": size * float(config["train"]["epochs"] or 1)}
 
 
 def resolved(cell: Cell) -> dict[str, Any]:

@@ -91,6 +91,9 @@ class TrainConfig:
     report_last_step: bool = False  # also score the test sets at the last step (what best-dev selection changed)
     layer_decay: float | None = None  # None = off; layer l trains at lr * decay^(L + 1 - l) (Zhang et al. 2021)
     reinit_layers: int = 0  # re-initialise the top k layers and the pooler before training (Zhang et al. 2021)
+    average: str = "none"  # swa / ema: the weights averaged over the run's last part replace the last step's
+    average_start: float = 0.5  # the average takes the weights after every step from this fraction of the run on
+    ema_decay: float = 0.98  # ema: avg <- decay * avg + (1 - decay) * w (a horizon of about 1 / (1 - decay) steps)
 
 
 @dataclass
@@ -134,7 +137,7 @@ class SearchConfig:
     hypergradient: str = "first-order"  # or "finite-difference" (DARTS second order)
     fd_xi: float | None = None  # None = the inner optimiser's current learning rate (DARTS)
     unroll_steps: int | None = None
-    average: str = "all"  # "all" (released "total_avg") or "alpha"
+    average: str = "all"  # "all" (released "total_avg"), "alpha", "greedy" (a greedy soup: mixtune.mixup.repeated)
     inner_lr: float = 2e-5
     inner_weight_decay: float = 0.01
     inner_scheduler: str = "linear"
@@ -326,7 +329,8 @@ CHOICES = {
     "mixup.form": tuple(FORM_DEFAULTS),
     "mixup.granularity": ("rank", "row", "module"),
     "search.hypergradient": ("first-order", "finite-difference"),
-    "search.average": ("all", "alpha"),
+    "search.average": ("all", "alpha", "greedy"),
+    "train.average": ("none", "swa", "ema"),
     "data.task_type": ("classification", "regression"),
     "train.scheduler": ("linear", "cosine", "constant"),
     "train.select": ("best-dev", "last"),
@@ -366,12 +370,16 @@ def validate(config: RunConfig) -> None:
         ("train.layer_decay", config.train.layer_decay is None or 0.0 < config.train.layer_decay <= 1.0,
          "in (0, 1], or null for off"),
         ("train.reinit_layers", config.train.reinit_layers >= 0, "at least 0"),
+        ("train.average_start", 0.0 <= config.train.average_start < 1.0, "a fraction of the run's steps in [0, 1)"),
+        ("train.ema_decay", 0.0 < config.train.ema_decay < 1.0, "strictly between 0 and 1"),
         ("data.train_size", config.data.train_size is None or config.data.train_size >= 1, "at least 1"),
         ("data.pool_test_size", config.data.pool_test_size is None or config.data.pool_test_size >= 1, "at least 1, or null for none"),
     ]
     for key, ok, expected in checks:
         if not ok:
             raise MixtuneError(f"config key '{key}' must be {expected}")
+    if config.train.average != "none" and config.train.select != "last":
+        raise MixtuneError(f"train.average {config.train.average} and train.select best-dev both choose the final weights: set train.select to last")
     for key in ("train.lr", "train.epochs"):
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)

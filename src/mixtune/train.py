@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from mixtune.averaging import WeightAverager
 from mixtune.data.batching import make_loader
 from mixtune.device import GradStep, active, forward_context, model_device, to_device
 from mixtune.errors import TrainingDiverged
@@ -194,6 +195,7 @@ def train_loop(
     schedule = make_schedule(optimizer, cfg.scheduler, total, cfg.warmup_ratio)
     selector = DevSelector(model, ctx.evaluate_dev, eval_interval(cfg.eval_every, len(loader)), cfg.select, cfg.patience)
     guard = DivergenceGuard()
+    averager = WeightAverager(cfg.average, cfg.average_start, cfg.ema_decay, total)  # train.average (averaging.py)
     method.on_train_start(model, loader, total)
     model.train()
     started = time.perf_counter()
@@ -212,6 +214,7 @@ def train_loop(
             optimizer.zero_grad(set_to_none=True)
             if finite:
                 method.after_optimizer_step(model, step)
+            averager.after_step(model, step)
             guard.add(loss.item())
             steps_run = step + 1
             bar.update(1)
@@ -222,6 +225,7 @@ def train_loop(
     if cfg.report_last_step and selector.best_state is not None:
         ctx.last_step_state = trainable_state(model)
     selector.restore()
+    averager.apply(model)  # the averaged weights are what gets evaluated and exported
     recent = guard.losses[-LOSS_WINDOW:]
     return {
         "steps": steps_run,
@@ -229,4 +233,5 @@ def train_loop(
         "final_loss": sum(recent) / len(recent),
         "seconds": time.perf_counter() - started,
         **selector.summary(steps_run),
+        **averager.summary(),
     }

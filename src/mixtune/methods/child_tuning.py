@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -110,13 +111,36 @@ class ChildTuningD(Method):
                 param.grad.mul_(self.masks[name])
 
 
+class RandomChildMask:
+    """CHILD-TUNING_F's mask: every gradient entry kept with probability p and rescaled by 1/p, drawn anew each call.
+
+    The draws come from a generator seeded with `seed`, on the gradients' device (created at the first call), so
+    runs repeat exactly on one device and the global RNG (dropout) is untouched. Shared by child-tuning-f and the
+    finetune phase of mixup-blo and soup-start (method arg finetune_mask_p).
+    """
+
+    def __init__(self, p: float, seed: int) -> None:
+        self.p, self.seed = p, seed
+        self.generator: torch.Generator | None = None
+
+    def mask_generator(self, device: torch.device) -> torch.Generator:
+        if self.generator is None or self.generator.device != device:
+            self.generator = torch.Generator(device=device).manual_seed(self.seed)
+        return self.generator
+
+    def apply(self, params: Iterable[nn.Parameter]) -> None:
+        for param in params:
+            if param.grad is not None:
+                generator = self.mask_generator(param.grad.device)
+                keep = torch.empty_like(param.grad).bernoulli_(self.p, generator=generator)
+                param.grad.mul_(keep).div_(self.p)
+
+
 @register
 class ChildTuningF(Method):
-    """CHILD-TUNING_F: every gradient times Bernoulli(p) / p, drawn anew each step (task-free).
+    """CHILD-TUNING_F: every gradient times Bernoulli(p) / p, drawn anew each step (task-free; RandomChildMask).
 
-    The masks come from a generator seeded with the run seed, on the gradients' device (created at the
-    first step), so runs repeat exactly on one device. Default lr 4e-5, as for D: the paper tunes both
-    variants over the same learning-rate grid.
+    Default lr 4e-5, as for D: the paper tunes both variants over the same learning-rate grid.
     """
 
     name = "child-tuning-f"
@@ -125,16 +149,7 @@ class ChildTuningF(Method):
 
     def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
-        self.generator: torch.Generator | None = None
-
-    def mask_generator(self, device: torch.device) -> torch.Generator:
-        if self.generator is None or self.generator.device != device:
-            self.generator = torch.Generator(device=device).manual_seed(self.config.seed)
-        return self.generator
+        self.mask = RandomChildMask(self.hp.p, config.seed)
 
     def before_optimizer_step(self, model: nn.Module, step: int) -> None:
-        for param in model.parameters():
-            if param.grad is not None:
-                generator = self.mask_generator(param.grad.device)
-                keep = torch.empty_like(param.grad).bernoulli_(self.hp.p, generator=generator)
-                param.grad.mul_(keep).div_(self.hp.p)
+        self.mask.apply(model.parameters())

@@ -1,7 +1,8 @@
 """The method: attention-guided weight mixup learned by bi-level optimisation (docs/method.md sections 1-3).
 
 Search phase: K bi-level searches on random 80/20 splits, averaged. Finetune phase: alpha frozen at the
-average, the task weights trained on all n examples with the shared loop.
+average, the task weights trained on all n examples with the shared loop (method arg finetune_mask_p: with
+CHILD-TUNING_F's gradient mask, mixup_common.FinetuneMasked).
 With a search cache (FitContext.search_cache), a search already run for the same model, data, seed, mixup
 and search settings is loaded instead of run again: finetune variants (lr, epochs) share one search.
 """
@@ -15,16 +16,16 @@ from torch import nn
 
 from mixtune.device import active, model_device, set_rng_state, worker_devices
 from mixtune.methods.base import register
-from mixtune.methods.mixup_common import AlphaReset, MixupMethod
+from mixtune.methods.mixup_common import AlphaReset, FinetuneMasked, MixupMethod
 from mixtune.mixup.diagnostics import summarize_search
 from mixtune.mixup.inject import set_alpha_trainable
-from mixtune.mixup.repeated import SplitLoaders, repeated_search
+from mixtune.mixup.repeated import SplitLoaders, repeated_search, search_seconds
 from mixtune.mixup.search_cache import SearchCache, search_key
 from mixtune.train import FitContext
 
 
 @register
-class MixupBLO(MixupMethod):
+class MixupBLO(FinetuneMasked, MixupMethod):
     name = "mixup-blo"
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -56,7 +57,7 @@ class MixupBLO(MixupMethod):
             progress=ctx.progress,
             devices=None if runtime is None else worker_devices(runtime, cfg.search.workers),
         )
-        ctx.phase_times["search"] = sum(s["seconds"] for s in search["splits"])
+        ctx.phase_times["search"] = search_seconds(search)
         ctx.log["search"] = search
         return search
 

@@ -6,6 +6,7 @@ same split seeds), on each the same inner optimiser steps on the same D_tr batch
 AdamW at search.inner_lr, its schedule, clipping and weight decay, search.epochs passes), no alpha and no
 outer steps, every parameter averaged over the splits as search.average = all does; then the same finetune
 phase (the shared loop, best-dev selection). A gain of mixup-blo over this row is what the mixup adds.
+It takes mixup-blo's search.average greedy (a greedy soup of the K models) and method arg finetune_mask_p too.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from tqdm.auto import tqdm
 from mixtune.config import SearchConfig
 from mixtune.device import active, worker_devices
 from mixtune.errors import MixtuneError
-from mixtune.methods.base import Method, register
+from mixtune.methods.base import register
+from mixtune.methods.mixup_common import FinetuneMasked
 from mixtune.mixup.bilevel import _inner_step, inner_optimizer
-from mixtune.mixup.repeated import SplitLoaders, keep_alpha, repeated_search
+from mixtune.mixup.repeated import SplitLoaders, keep_alpha, repeated_search, search_seconds
 from mixtune.optim import steps_for
 from mixtune.train import FitContext, cycle
 
@@ -53,7 +55,7 @@ def inner_steps_only(
 
 
 @register
-class SoupStart(Method):
+class SoupStart(FinetuneMasked):
     name = "soup-start"
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -61,10 +63,10 @@ class SoupStart(Method):
 
     def fit(self, model: nn.Module, ctx: FitContext) -> nn.Module:
         cfg = self.config
-        if cfg.search.average != "all":
+        if cfg.search.average == "alpha":
             raise MixtuneError(
-                "soup-start averages the K search models (search.average: all); with search.average alpha its "
-                "finetune would start from the pretrained weights, which is vanilla: set search.average to all"
+                "soup-start averages the K search models (search.average: all or greedy); with search.average alpha its "
+                "finetune would start from the pretrained weights, which is vanilla: set search.average to all or greedy"
             )
         model = self.prepare(model, ctx)
         runtime = active()
@@ -74,6 +76,6 @@ class SoupStart(Method):
             reset_alpha=keep_alpha, progress=ctx.progress, search_split=inner_steps_only,
             devices=None if runtime is None else worker_devices(runtime, cfg.search.workers),
         )
-        ctx.phase_times["search"] = sum(s["seconds"] for s in search["splits"])
+        ctx.phase_times["search"] = search_seconds(search)
         ctx.log["search"] = search
         return self.finetune(model, ctx)

@@ -4,6 +4,12 @@ Each split is seeded on its own (its data split, loaders, alpha and dropout draw
 side by side: search.workers > 1 runs them in that many spawned processes (one per GPU where the run left the
 GPU to mixtune and several are visible, mixtune.device.worker_devices), and the average, summed in split order,
 is the same as one process computes, bit for bit on the same device and thread count.
+
+search.average = greedy makes a greedy soup instead (Wortsman et al. 2022): the K models ranked by their own
+D_val's held-out loss, then added best first, each kept only if the soup's loss on the pooled D_val splits does
+not rise. The score is the task loss, not the metric: the search knows no metric, and on a few dozen examples an
+accuracy ties where a loss still ranks. The K draws are independent, so a pooled example is held out from its own
+split's model but may be in another model's D_tr: the pooled check is not wholly held out. It needs no extra labels.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import multiprocessing
 import os
 import pickle
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -30,8 +37,9 @@ from mixtune.data.batching import make_loader as shuffled_loader
 from mixtune.data.sampling import random_split
 from mixtune.device import Runtime, activated, active, model_device, rng_state, set_rng_state
 from mixtune.errors import MixtuneError
-from mixtune.mixup.bilevel import bilevel_search
+from mixtune.mixup.bilevel import bilevel_search, dropout_mode
 from mixtune.mixup.inject import mixup_layers
+from mixtune.train import batch_loss
 
 SPLIT_SEED_STRIDE = 1000  # split k of run seed s uses seed s * 1000 + k
 DROPOUT_SEED_OFFSET = 1 << 30  # split k's dropout stream: its split seed moved clear of the loaders' seeds
@@ -53,8 +61,8 @@ def keep_alpha(k: int) -> None:
 
 
 def averaged_keys(model: nn.Module, average: str) -> list[str]:
-    """State-dict keys averaged across splits: alpha only, or every parameter ("all", released total_avg)."""
-    if average == "all":
+    """State-dict keys averaged across splits: alpha only, or every parameter ("all", released total_avg; "greedy")."""
+    if average in ("all", "greedy"):
         return [name for name, _ in model.named_parameters()]
     return [f"{name}.{p}" for name, layer in mixup_layers(model) for p in ("alpha_a", "alpha_b") if getattr(layer, p) is not None]
 
@@ -70,7 +78,7 @@ def repeated_search(
     search_split: Callable[..., dict[str, Any]] | None = None,
     devices: list[torch.device] | None = None,
 ) -> dict[str, Any]:
-    """Run config.splits bi-level searches and load their average into `model`.
+    """Run config.splits bi-level searches and load their average (search.average greedy: a greedy soup) into `model`.
 
     Every split starts from the model's state on entry (pretrained weights with a seeded head) and a
     fresh alpha drawn by `reset_alpha(k)`. Parameters outside `averaged_keys` return to that start.
@@ -85,8 +93,8 @@ def repeated_search(
     entry_rng = rng_state(device)
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     keys = averaged_keys(model, config.average)
-    totals = {k: torch.zeros_like(start[k], dtype=torch.float64) for k in keys}
-    logs, splits = [], []
+    totals = {k: torch.zeros_like(start[k], dtype=torch.float64) for k in keys} if config.average != "greedy" else {}
+    logs, splits, members = [], [], []
     job = (features, make_loader, config, seed, reset_alpha, search_split)
     if config.workers > 1 and config.splits > 1:
         outcomes = parallel_splits(model, job, keys, devices or [device] * config.workers, progress)
@@ -95,13 +103,77 @@ def repeated_search(
     for log, val_idx, state in outcomes:  # in split order, whichever process ran them: the same sums
         logs.append(log)
         splits.append(val_idx)
+        if config.average == "greedy":  # a copy: the sequential path hands over the model's own tensors
+            members.append({key: state[key].detach().to(device, copy=True) for key in keys})
+            continue
         for key in keys:
             totals[key] += state[key].to(device).double()
+    result = {"splits": logs, "val_indices": splits, "averaged": config.average}
+    if config.average == "greedy":
+        started = time.perf_counter()
+        score = SoupScorer(model, start, features, make_loader, seed * SPLIT_SEED_STRIDE)
+        souped, result["soup"] = greedy_soup(members, score, splits)
+        result["soup"]["seconds"] = time.perf_counter() - started
+    else:
+        souped = {key: (total / config.splits).to(start[key].dtype) for key, total in totals.items()}
     set_rng_state(entry_rng, device)  # what follows draws the same, however the splits ran
-    averaged = dict(start)
-    averaged.update({key: (total / config.splits).to(start[key].dtype) for key, total in totals.items()})
-    model.load_state_dict(averaged)
-    return {"splits": logs, "val_indices": splits, "averaged": config.average}
+    model.load_state_dict({**start, **souped})
+    return result
+
+
+def search_seconds(search: dict[str, Any]) -> float:
+    """A repeated search's time: its splits' and, for a greedy soup, the soup's scoring."""
+    return sum(s["seconds"] for s in search["splits"]) + search.get("soup", {}).get("seconds", 0.0)
+
+
+def mean_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The entry-wise mean of state dicts (summed in float64 in list order), in each tensor's own dtype."""
+    return {key: (sum(s[key].double() for s in states) / len(states)).to(states[0][key].dtype) for key in states[0]}
+
+
+@dataclass
+class SoupScorer:
+    """score(state, indices): minus the mean held-out loss of the start state with `state` loaded, on those examples.
+
+    Eval mode (no dropout), no gradients; the examples in one loader of the search's own batching.
+    """
+
+    model: nn.Module
+    start: dict[str, torch.Tensor]
+    features: list[dict]
+    make_loader: Callable[[list[dict], int], DataLoader]
+    loader_seed: int
+
+    @torch.no_grad()
+    def __call__(self, state: dict[str, torch.Tensor], indices: list[int]) -> float:
+        self.model.load_state_dict({**self.start, **state})
+        total, count = 0.0, 0
+        with dropout_mode(self.model, False):
+            for batch in self.make_loader([self.features[i] for i in indices], self.loader_seed):
+                size = len(batch["input_ids"])
+                total += batch_loss(self.model, batch).item() * size
+                count += size
+        return -total / count
+
+
+def greedy_soup(
+    members: list[dict[str, torch.Tensor]], score: Callable[[dict[str, torch.Tensor], list[int]], float], val_indices: list[list[int]]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(the soup's state, its log): members ranked by score on their own D_val, then added best first, each kept
+    only if the soup's score on the pooled D_val splits does not drop. One member: that member, unchanged."""
+    own = [score(state, val) for state, val in zip(members, val_indices)]
+    order = sorted(range(len(members)), key=lambda k: -own[k])  # ties keep split order
+    pooled = sorted(set().union(*val_indices))
+    kept = [order[0]]
+    best = score(members[order[0]], pooled) if len(members) > 1 else own[0]
+    tried = []
+    for k in order[1:]:
+        candidate = score(mean_state([members[i] for i in [*kept, k]]), pooled)
+        tried.append({"split": k, "pooled_score": candidate, "kept": candidate >= best})
+        if candidate >= best:
+            kept, best = [*kept, k], candidate
+    log = {"own_scores": own, "order": order, "kept": kept, "pooled_score": best, "tried": tried, "score": "-held-out loss"}
+    return mean_state([members[i] for i in kept]), log
 
 
 def run_split(model: nn.Module, job: tuple, start: dict[str, torch.Tensor], k: int, progress: bool) -> tuple:
