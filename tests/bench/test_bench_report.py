@@ -209,3 +209,15 @@ def test_mixing_section_lists_wise_ft_scalars_and_counts_the_finetuned_ones(tmp_
 
 def test_no_mixing_section_without_wise_ft(report):
     assert "WiSE-FT's mixing" not in report[1]
+
+
+def test_a_rewritten_report_leaves_no_plot_it_no_longer_draws(report_results, tmp_path):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "alpha_default_n300_gone.png").write_bytes(PNG_MAGIC)
+    (out / "notes.png").write_bytes(PNG_MAGIC)  # not a name the report draws: left alone
+    write_report([report_results], out)
+    assert not (out / "alpha_default_n300_gone.png").exists()
+    assert (out / "notes.png").exists()
+    drawn = {p.name for p in out.glob("*.png")} - {"notes.png"}
+    assert drawn and all(name in (out / "report.md").read_text() or name.startswith("sizes_") for name in drawn)

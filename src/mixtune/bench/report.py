@@ -49,6 +49,7 @@ def write_report(
     loaded = load_runs(paths)
     runs = loaded.runs
     out.mkdir(parents=True, exist_ok=True)
+    remove_old_plots(out)
     lines = ["# Benchmark report", "", *_overview(paths, loaded, baseline)]
     headline = []
     groups = ordered_groups(runs)
@@ -79,6 +80,16 @@ def write_report(
     lines += _failed_section(loaded.failed)
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return "\n".join(headline)
+
+
+PLOT_PATTERNS = ("seeds_*.png", "dev_curves_*.png", "alpha_*.png", "sizes_*.png")
+
+
+def remove_old_plots(out: Path) -> None:
+    """A report rewrites its folder's plots: one a new report no longer draws must not linger beside it."""
+    for pattern in PLOT_PATTERNS:
+        for stale in out.glob(pattern):
+            stale.unlink()
 
 
 def ordered_groups(runs: list[Run]) -> list[tuple[str, int | None]]:
