@@ -243,7 +243,9 @@ def tiny_train_args(tiny_model_dir, glue_dir, out):
 
 
 @pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
-def test_a_second_run_on_a_folder_in_use_refuses_before_any_work(lock_holder, tmp_path, capsys, glue_dir, tiny_model_dir, monkeypatch, overwrite):
+def test_a_second_run_on_a_folder_in_use_refuses_before_any_work(
+    lock_holder, tmp_path, capsys, glue_dir, tiny_model_dir, monkeypatch, overwrite
+):
     import mixtune.run
 
     monkeypatch.setattr(mixtune.run, "load_task", lambda *_: pytest.fail("the data was read: the lock came too late"))
@@ -255,7 +257,9 @@ def test_a_second_run_on_a_folder_in_use_refuses_before_any_work(lock_holder, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.lock"]  # the holder's lock, nothing of this run
 
 
-def test_the_lock_of_a_killed_run_blocks_nothing_and_overwrite_still_replaces(lock_holder, tmp_path, capsys, glue_dir, tiny_model_dir):
+def test_the_lock_of_a_killed_run_blocks_nothing_and_overwrite_still_replaces(
+    lock_holder, tmp_path, capsys, glue_dir, tiny_model_dir
+):
     lock_holder.kill()
     lock_holder.wait()
     out = tmp_path / "out"
