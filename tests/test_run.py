@@ -216,3 +216,68 @@ def test_cli_end_to_end_on_minilm_exports_a_plain_checkpoint(tmp_path, capsys, g
     expected = ["entailment", "not_entailment"][int(plain.argmax())]
     assert prediction["label"] == expected
     assert np.isclose(sum(prediction["probabilities"].values()), 1.0, atol=1e-4)
+
+
+# --- one run per output folder ----------------------------------------------------------------------------
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from mixtune.output_lock import output_lock
+with output_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.fixture
+def lock_holder(tmp_path):
+    """Another process holding the lock of tmp_path/out, as a run in progress does; killed at the end."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    yield holder
+    holder.kill()
+    holder.wait()
+
+
+def tiny_train_args(tiny_model_dir, glue_dir, out):
+    return ["train", "--method", "vanilla", "--task", "rte", "--data-dir", str(glue_dir), "--model", str(tiny_model_dir),
+            "--train-size", "16", "--epochs", "1", "--max-length", "32", "--quiet", "--output-dir", str(out)]
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_second_run_on_a_folder_in_use_refuses_before_any_work(
+    lock_holder, tmp_path, capsys, glue_dir, tiny_model_dir, monkeypatch, overwrite
+):
+    import mixtune.run
+
+    monkeypatch.setattr(mixtune.run, "load_task", lambda *_: pytest.fail("the data was read: the lock came too late"))
+    out = tmp_path / "out"
+    code, err = cli(tiny_train_args(tiny_model_dir, glue_dir, out) + overwrite, capsys)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err == (f"mixtune: error: output folder {out} is in use by another mixtune run (pid {lock_holder.pid}, "
+                   f"lock {tmp_path / 'out.lock'}): wait for it to finish, or pass another --output-dir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.lock"]  # the holder's lock, nothing of this run
+
+
+def test_the_lock_of_a_killed_run_blocks_nothing_and_overwrite_still_replaces(
+    lock_holder, tmp_path, capsys, glue_dir, tiny_model_dir
+):
+    lock_holder.kill()
+    lock_holder.wait()
+    out = tmp_path / "out"
+    assert (tmp_path / "out.lock").read_text() == f"pid {lock_holder.pid}\n"  # left behind, flock gone with it
+    assert cli(tiny_train_args(tiny_model_dir, glue_dir, out), capsys)[0] == 0
+    first = json.loads((out / "run.json").read_text())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no lock, no .partial
+    code, err = cli(tiny_train_args(tiny_model_dir, glue_dir, out) + ["--seed", "2"], capsys)
+    assert code == 2 and "already holds a run: pass --overwrite" in err
+    assert cli(tiny_train_args(tiny_model_dir, glue_dir, out) + ["--seed", "2", "--overwrite"], capsys)[0] == 0
+    assert json.loads((out / "run.json").read_text())["config"]["seed"] == 2 != first["config"]["seed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_failed_run_leaves_no_lock_and_no_folder_it_made(tmp_path, capsys, glue_dir, tiny_model_dir):
+    out = tmp_path / "runs" / "deep" / "out"
+    code, err = cli(tiny_train_args(tiny_model_dir, glue_dir, out) + ["--train-size", "3000"], capsys)
+    assert code == 2 and "exceeds" in err
+    assert list(tmp_path.iterdir()) == []

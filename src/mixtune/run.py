@@ -1,16 +1,19 @@
 """One run end to end: data, subsample, method.fit, evaluation, export, run record.
 
 The output folder is built under a temporary name and renamed only when everything is written,
-so a failed or interrupted run never leaves a folder that looks complete.
+so a failed or interrupted run never leaves a folder that looks complete. A run holds an exclusive lock
+on its output folder (`<out>.lock`, beside it) from before any work to its end: a second run on the same
+folder refuses at once instead of sharing `<out>.partial` and failing at the final rename.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -34,6 +37,7 @@ from mixtune.layers import reinit_top_layers
 from mixtune.methods import method_class
 from mixtune.metrics import compact_predictions, evaluate, evaluate_with_predictions, predict_logits
 from mixtune.models import load_model
+from mixtune.output_lock import beside, output_lock
 from mixtune.paths import check_writable, describe_contents
 from mixtune.probe import start_cosine_head
 from mixtune.train import FitContext, load_trainable_state, trainable_state
@@ -62,9 +66,18 @@ def default_output_dir(config: RunConfig) -> Path:
     return Path("runs") / f"{data}-{config.method}-n{size}-s{config.seed}"
 
 
+@contextlib.contextmanager
+def claim_output_dir(path: Path, overwrite: bool) -> Iterator[None]:
+    """Before any work, and held to the end: the folder can be written, no other run holds it, and it is new,
+    empty, or a run that --overwrite may replace (checked under the lock, so a run that finished meanwhile counts)."""
+    check_writable(path, "output folder", folder=True, replaced=True)  # nothing is created where nothing can be
+    with output_lock(path):
+        check_output_dir(path, overwrite)
+        yield
+
+
 def check_output_dir(path: Path, overwrite: bool) -> None:
-    """Before any work: the folder can be written, and is new, empty, or a run that --overwrite may replace."""
-    check_writable(path, "output folder", folder=True, replaced=True)
+    """The folder is new, empty, or a run that --overwrite may replace."""
     if not path.is_dir() or not any(path.iterdir()):
         return
     if not (path / RECORD_FILE).is_file():
@@ -94,12 +107,14 @@ def run(
     """
     validate(config)
     runtime = Runtime.resolve(config.device, config.precision)  # a GPU that is not there fails here, at once
-    with activated(runtime):
-        return _run(config, runtime, progress, overwrite, write, on_trained, search_cache)
+    output = Path(config.output_dir) if config.output_dir else default_output_dir(config)
+    with activated(runtime), claim_output_dir(output, overwrite) if write else contextlib.nullcontext():
+        return _run(config, output, runtime, progress, overwrite, write, on_trained, search_cache)
 
 
 def _run(
     config: RunConfig,
+    output: Path,
     runtime: Runtime,
     progress: bool,
     overwrite: bool,
@@ -112,9 +127,6 @@ def _run(
     # concrete values, while the caller's config (and a benchmark cell's settings hash) keeps only what was set.
     config = resolve_form_defaults(config)
     method_cls = method_class(config.method)
-    output = Path(config.output_dir) if config.output_dir else default_output_dir(config)
-    if write:
-        check_output_dir(output, overwrite)
     task = load_task(config.data)
     spec = task.spec
     if spec.kind == "regression" and not method_cls.supports_regression:
@@ -188,7 +200,7 @@ def _run(
         on_trained(model, record)
     if not write:
         return record
-    partial = output.with_name(output.name + ".partial")
+    partial = beside(output, ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -73,35 +74,78 @@ def batch_loss(model: nn.Module, batch: dict, scaled: bool = False) -> torch.Ten
     return loss
 
 
-DIVERGENCE_FACTOR = 100.0  # a running loss this many times the first one means the run diverged
-LOSS_FLOOR = 0.1  # a start below this (a head that already fits) counts as this: noise is not divergence
-DIVERGENCE_WINDOW = 5
+DIVERGENCE_WINDOW = 5  # the running loss: the mean of the last 5 steps, judged once 5 steps have run
+UNIFORM_LOSS_MULTIPLE = 3.0  # classification: a running cross-entropy above 3 ln C has diverged
+REGRESSION_LOSS_MULTIPLE = 10.0  # regression: a running MSE above 10 x max(first loss, label variance) has diverged
 LOSS_WINDOW = 10  # the final loss reported: the mean of the last 10 steps
 
 
 class DivergenceGuard:
-    """Fails the run when the running loss climbs far above the first step's, or a weight is not finite.
+    """Fails the run when the running loss passes a ceiling no learning run reaches, or a weight is not finite.
 
-    The first loss is the model before any update: a short run (a dozen steps) is judged too.
+    Classification (C classes): the ceiling is 3 ln C. ln C is the cross-entropy of a uniform guess, where a
+    fresh head starts and which a learning run goes below; at 3 ln C the true class gets, in geometric mean
+    over the window, probability 1/C^3 (1/8 for two classes): confidently wrong batch after batch, while a
+    diverged run's logits run into the hundreds. A ratio to the first loss cannot say this: cross-entropy
+    rarely climbs 100-fold from ln C before it turns NaN.
+    Regression (one output, MSE): no fixed scale, so the ceiling is 10 x the larger of the first loss (the
+    untrained head) and the labels' variance (the loss of predicting their mean): predictions off by over
+    three times what either reference misses by. The variance keeps a head that already fits (lp-ft) from being
+    judged against its own tiny start.
+    The window's first steps are the warm-up: nothing is judged before DIVERGENCE_WINDOW losses are in.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, num_labels: int, label_variance: float = 0.0) -> None:
+        self.num_labels, self.label_variance = num_labels, label_variance
         self.losses: list[float] = []
+
+    @classmethod
+    def for_model(cls, model: nn.Module, features: list[dict]) -> DivergenceGuard:
+        """The guard for `model`'s head: classes from its config, the label variance of `features` for regression."""
+        num_labels = model.config.num_labels
+        if num_labels > 1:
+            return cls(num_labels)
+        return cls(num_labels, statistics.pvariance([float(f["labels"]) for f in features]) if features else 0.0)
+
+    def ceiling(self) -> tuple[float, str]:
+        """The running loss above which the run has diverged, and how it was set (for the message)."""
+        if self.num_labels > 1:
+            return UNIFORM_LOSS_MULTIPLE * math.log(self.num_labels), f"{UNIFORM_LOSS_MULTIPLE:g} x ln {self.num_labels}"
+        if self.losses[0] >= self.label_variance:
+            return REGRESSION_LOSS_MULTIPLE * self.losses[0], f"{REGRESSION_LOSS_MULTIPLE:g} x the first loss"
+        return REGRESSION_LOSS_MULTIPLE * self.label_variance, f"{REGRESSION_LOSS_MULTIPLE:g} x the label variance"
 
     def add(self, loss: float) -> None:
         self.losses.append(loss)
-        recent = self.losses[-DIVERGENCE_WINDOW:]
-        running = sum(recent) / len(recent)
-        start = self.losses[0]
-        if len(self.losses) > 2 and running > DIVERGENCE_FACTOR * max(start, LOSS_FLOOR):
+        if len(self.losses) < DIVERGENCE_WINDOW:
+            return
+        running = sum(self.losses[-DIVERGENCE_WINDOW:]) / DIVERGENCE_WINDOW
+        ceiling, rule = self.ceiling()
+        if running > ceiling:
             raise TrainingDiverged(
-                f"training diverged (loss {running:.3g}, started at {start:.3g}): lower the learning rate"
+                f"training diverged (mean loss {running:.3g} over steps {len(self.losses) - DIVERGENCE_WINDOW + 1}-"
+                f"{len(self.losses)}, above {ceiling:.3g} = {rule}): lower the learning rate"
             )
 
-    @staticmethod
-    def check_weights(params: list[nn.Parameter]) -> None:
-        if not all(torch.isfinite(p).all() for p in params):
-            raise TrainingDiverged("training diverged (a weight is not finite after the last step): lower the learning rate")
+    def check_weights(self, params: list[nn.Parameter]) -> None:
+        """One fused norm over every weight (a NaN or inf anywhere makes it non-finite): cheap enough for each evaluation."""
+        if params and not torch.isfinite(torch.nn.utils.get_total_norm(params)):
+            raise TrainingDiverged(
+                f"training diverged (a weight is not finite after step {len(self.losses)}): lower the learning rate"
+            )
+
+    def checked(
+        self, evaluate: Callable[[nn.Module], float] | None, params: list[nn.Parameter]
+    ) -> Callable[[nn.Module], float] | None:
+        """`evaluate` that checks the weights first: a dev score of broken weights must never be selected."""
+        if evaluate is None:
+            return None
+
+        def evaluate_finite(model: nn.Module) -> float:
+            self.check_weights(params)
+            return evaluate(model)
+
+        return evaluate_finite
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -193,8 +237,9 @@ def train_loop(
     grad_step = GradStep(optimizer, runtime)
     total = total_steps if total_steps is not None else steps_for(epochs, len(loader))
     schedule = make_schedule(optimizer, cfg.scheduler, total, cfg.warmup_ratio)
-    selector = DevSelector(model, ctx.evaluate_dev, eval_interval(cfg.eval_every, len(loader)), cfg.select, cfg.patience)
-    guard = DivergenceGuard()
+    guard = DivergenceGuard.for_model(model, ctx.features)
+    evaluate_dev = guard.checked(ctx.evaluate_dev, params)
+    selector = DevSelector(model, evaluate_dev, eval_interval(cfg.eval_every, len(loader)), cfg.select, cfg.patience)
     averager = WeightAverager(cfg.average, cfg.average_start, cfg.ema_decay, total)  # train.average (averaging.py)
     method.on_train_start(model, loader, total)
     model.train()

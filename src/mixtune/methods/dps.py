@@ -6,6 +6,10 @@ the top (1 - p) entries of each matrix by that score and leaves the rest exactly
 p is the fraction EXCLUDED from stage II (0.3 by default), unlike CHILD-TUNING's p (the fraction kept).
 The matrices are the 2-D weights of every nn.Linear (attention, FFN, pooler, classifier); other
 parameters (embeddings, biases, LayerNorms) update normally in both stages. Dropout is switched off.
+
+Under fp16 the loop leaves the hooks out of a step the gradient scaler skips (an overflow): a stage II's
+mask is chosen on its first step that runs, whichever that is, so no step of a stage II uses another
+stage's mask; a stage II whose steps are all skipped chooses none, and its stage I score carries over.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class DPS(Method):
         self.stage_length = 1
         self.scores: dict[str, torch.Tensor] = {}
         self.masks: dict[str, torch.Tensor] = {}
+        self.masks_stage: int | None = None  # the stage (step // stage_length) the masks were chosen for
         self.before_step: dict[str, torch.Tensor] = {}
 
     def prepare(self, model: nn.Module, ctx: FitContext) -> nn.Module:
@@ -88,7 +93,7 @@ class DPS(Method):
     def on_train_start(self, model: nn.Module, loader: DataLoader, total_steps: int) -> None:
         self.stage_length = max(1, round(self.hp.update_ratio * total_steps))
         self.scores = {name: torch.zeros_like(w) for name, w in linear_weights(model)}
-        self.masks = {}
+        self.masks, self.masks_stage = {}, None
 
     def stage(self, step: int) -> int:
         return 1 + (step // self.stage_length) % 2
@@ -99,14 +104,19 @@ class DPS(Method):
             for name, w in weights:
                 self.scores[name] += w.grad.detach() ** 2
             return
-        if step % self.stage_length == 0:  # a stage II begins: choose its subnetwork, start a fresh score
-            self.masks = {name: top_entries(score, 1.0 - self.hp.p) for name, score in self.scores.items()}
-            for score in self.scores.values():
-                score.zero_()
+        if self.masks_stage != step // self.stage_length:  # this stage II's first step that runs
+            self.choose_masks(step // self.stage_length)
         self.before_step = {}
         for name, w in weights:
             w.grad.mul_(self.masks[name])
             self.before_step[name] = w.detach().clone()
+
+    def choose_masks(self, stage_index: int) -> None:
+        """Stage II's subnetwork from the score of the stage I before it; the score starts afresh."""
+        self.masks = {name: top_entries(score, 1.0 - self.hp.p) for name, score in self.scores.items()}
+        self.masks_stage = stage_index
+        for score in self.scores.values():
+            score.zero_()
 
     @torch.no_grad()
     def after_optimizer_step(self, model: nn.Module, step: int) -> None:
