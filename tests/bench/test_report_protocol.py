@@ -42,7 +42,7 @@ def test_headline_verdict_only_for_tasks_named_in_the_config(tmp_path):
     assert "Verdict on the headline tasks" not in report_text(tmp_path, table_lines())
     text = report_text(tmp_path, table_lines(), Protocol(headline_tasks=("sst2", "qnli")))
     headline = section(text, "Verdict on the headline tasks")
-    assert "named in the grid config before the run (sst2)" in headline  # qnli has no runs here
+    assert "named in the grid config (headline_tasks: sst2)" in headline  # qnli has no runs here
     assert row(headline, "vanilla")[:3] == ["3", "1", "-1.00 [-1.00, -1.00]"]
     assert row(headline, "lora")[:3] == ["3", "1", "+1.00 [+1.00, +1.00]"]
 
@@ -51,7 +51,7 @@ def test_rivals_are_the_only_rows_of_the_verdict(tmp_path):
     text = report_text(tmp_path, table_lines(), Protocol(rivals=("lora",)))
     verdict = section(text, "Verdict")
     assert "| lora |" in verdict and "| vanilla |" not in verdict
-    assert "against the rivals named before the run (lora)" in verdict
+    assert "against the rivals named in the grid config (lora)" in verdict
     assert "| vanilla |" in section(text, "mixup-blo against each method, task by task")  # still shown, not judged
 
 
@@ -62,7 +62,7 @@ def test_report_command_reads_the_protocol_from_the_grid_config(tmp_path, capsys
     grid = {"tasks": ["rte", "sst2"], "sizes": [300], "methods": ["vanilla", "mixup-blo", "lora"], "seeds": [1, 2, 3]}
     config.write_text(yaml.safe_dump({**grid, "headline_tasks": ["rte"]}))
     assert main(["report", str(results), "--out", str(tmp_path / "out"), "--config", str(config)]) == 0
-    assert "(rte)" in section((tmp_path / "out" / "report.md").read_text(), "Verdict on the headline tasks")
+    assert "(headline_tasks: rte)" in section((tmp_path / "out" / "report.md").read_text(), "Verdict on the headline tasks")
 
 
 def test_select_on_test_is_refused_with_one_line(tmp_path, capsys):

@@ -169,11 +169,11 @@ def _verdict_section(runs: list[Run], tasks: list[str], methods: list[str], focu
     if focus not in methods or len(methods) < 2:
         return []
     others = [m for m in (protocol.rivals or methods) if m in methods and m != focus]
-    against = f" against the rivals named before the run ({', '.join(others)})" if protocol.rivals else ""
+    against = f" against the rivals named in the grid config ({', '.join(others)})" if protocol.rivals else ""
     lines = ["### Verdict", "", *verdict_table(runs, tasks, others, focus), "", verdict_legend(focus) + against, ""]
     headline = [t for t in protocol.headline_tasks if t in tasks]
     if headline:
-        text = f"The same verdict on the headline tasks named in the grid config before the run ({', '.join(headline)})."
+        text = f"The same verdict on the headline tasks named in the grid config (headline_tasks: {', '.join(headline)})."
         lines += ["### Verdict on the headline tasks", "", text, "", *verdict_table(runs, headline, others, focus), ""]
     return lines
 
