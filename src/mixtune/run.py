@@ -27,13 +27,14 @@ from mixtune.data import load_task
 from mixtune.data.batching import by_length, clamp_max_length, encode, length_order, make_loader
 from mixtune.data.examples import TaskSpec
 from mixtune.data.sampling import low_resource_indices
-from mixtune.device import Runtime, activated, full_precision, model_device
+from mixtune.device import Runtime, activated, bf16_risk, full_precision, model_device
 from mixtune.errors import MixtuneError
 from mixtune.heads import pair_encoding_of
 from mixtune.layers import reinit_top_layers
 from mixtune.methods import method_class
 from mixtune.metrics import compact_predictions, evaluate, evaluate_with_predictions, predict_logits
 from mixtune.models import load_model
+from mixtune.optim import optimizer_path
 from mixtune.paths import check_writable, describe_contents
 from mixtune.probe import start_cosine_head
 from mixtune.train import FitContext, load_trainable_state, trainable_state
@@ -96,7 +97,8 @@ def run(
     The run computes on config.device in config.precision (mixtune.device); the record's "device" says which.
     """
     validate(config)
-    runtime = Runtime.resolve(config.device, config.precision)  # a GPU that is not there fails here, at once
+    # a GPU that is not there fails here, at once; precision auto becomes fp32 or bf16 (the record says why)
+    runtime = Runtime.resolve(config.device, config.precision, bf16_risk(config))
     with activated(runtime):
         return _run(config, runtime, progress, overwrite, write, on_trained, search_cache)
 
@@ -114,6 +116,7 @@ def _run(
     # Here, before anything reads the config: the method, the search cache key and the record all see one set of
     # concrete values, while the caller's config (and a benchmark cell's settings hash) keeps only what was set.
     config = resolve_form_defaults(config)
+    config.precision = runtime.precision  # auto's choice, concrete for everything downstream (the search cache)
     method_cls = method_class(config.method)
     output = Path(config.output_dir) if config.output_dir else default_output_dir(config)
     if write:
@@ -142,7 +145,7 @@ def _run(
     eval_loader = lambda examples: loader_of(by_length(encode_eval(examples)))  # noqa: E731
 
     dev_features = encode(dev_examples, tokenizer, max_length, regression)
-    dev_loader = make_loader(dev_features, tokenizer, config.train.eval_batch_size, shuffle=False)
+    dev_loader = make_loader(by_length(dev_features), tokenizer, config.train.eval_batch_size, shuffle=False)
     ctx = FitContext(
         train_features, tokenizer, config, config.seed, progress=progress, search_cache=search_cache,
         dev_features=dev_features, evaluate_dev=lambda m: evaluate(m, dev_loader, spec)[spec.main_metric],
@@ -167,6 +170,7 @@ def _run(
         "hyperparameters": method.hyperparameters(),
         "head": {"pooling": head, "pair_encoding": pair_encoding_of(model)},
         "device": runtime.describe(),
+        "optimizer": optimizer_path(runtime.device),
         "task": asdict(spec),
         "data_sources": task.sources,
         "indices": {"train": train_idx, "dev": dev_idx if task.dev is None else "dev file"},
