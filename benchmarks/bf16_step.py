@@ -5,7 +5,8 @@
 A step is the shared loop's: forward under the run's autocast (mixtune.device), backward, clipping, the AdamW
 step (mixtune.optim), on the default model (all-MiniLM-L6-v2) with random token ids of exactly --length tokens.
 fp32 and bf16 alternate for --rounds rounds of --steps steps each (a busy machine slows both alike); each
-precision's time is its fastest round's mean step. Prints the CPU's bf16 features (AMX-BF16, AVX512-BF16: from
+precision's time is its fastest round's mean step, in CPU seconds of this process (with more than one
+thread they add up across threads: compare at one thread). Prints the CPU's bf16 features (AMX-BF16, AVX512-BF16: from
 /proc/cpuinfo), both times and fp32 / bf16 (above 1: bf16 is faster). Costs about a minute on one thread.
 mixtune.device.auto_precision keeps CPUs in fp32 until score parity is measured; this says whether it is worth it.
 """
@@ -34,15 +35,15 @@ def cpu_flags() -> str:
 
 
 def round_seconds(model, optimizer, batch: dict, precision: str, steps: int) -> float:
-    """Mean seconds of one step over `steps` steps under `precision`."""
+    """Mean CPU seconds of one step over `steps` steps under `precision` (on one thread: robust to a busy machine)."""
     with activated(Runtime(torch.device("cpu"), precision)):
-        started = time.perf_counter()
+        started = time.process_time()
         for _ in range(steps):
             batch_loss(model, batch, scaled=True).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-    return (time.perf_counter() - started) / steps
+    return (time.process_time() - started) / steps
 
 
 def main() -> None:
