@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from mixtune.config import build_config
 from mixtune.device import Runtime, auto_precision, bf16_risk, cpu_has_amx_bf16
@@ -63,4 +62,3 @@ def test_a_run_under_auto_records_the_choice_and_the_optimiser(tiny_model_dir, g
     assert record["device"]["precision_setting"] == "auto" and record["device"]["precision_reason"]
     assert record["optimizer"] == "adamw-fused"
     assert config.precision == "auto"  # the caller's config (and a benchmark cell's hash) keeps what was set
-    assert torch.get_default_dtype() == torch.float32
