@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
+
 import pytest
 import torch
 
+from mixtune.config import SearchConfig
+from mixtune.mixup.bilevel import inner_optimizer
 from mixtune.optim import decay_groups, fused_supported, make_optimizer, optimizer_path
 
 from .conftest import tiny_batch, tiny_bert
@@ -48,3 +53,11 @@ def test_the_cpu_fused_kernel_steps_the_dtypes_a_run_holds(dtype):
     optimizer = make_optimizer([{"params": [weight], "weight_decay": 0.0}], lr=0.1)
     optimizer.step()
     assert optimizer.defaults["fused"] is True and torch.all(weight < 1)
+
+
+def test_both_levels_of_the_search_build_their_optimisers_here():
+    model = tiny_bert()
+    inner, _ = inner_optimizer(list(model.named_parameters()), SearchConfig().resolved(), total_steps=4)
+    assert inner.defaults["fused"] is True
+    source = Path(inspect.getsourcefile(inner_optimizer)).read_text()
+    assert "torch.optim.AdamW(" not in source  # the alpha optimiser too goes through make_optimizer
