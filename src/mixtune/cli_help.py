@@ -85,7 +85,7 @@ UNSET_DEFAULT = {
     "data.pool_test_size": "off",
     "train.lr": f"the method's: {COMMON_LR:g} for most; " + ", ".join(f"{m} {lr:g}" for m, lr in OWN_LRS.items()),
     "train.epochs": f"the method's: {COMMON_EPOCHS:g} for most; " + ", ".join(f"{m} {n:g}" for m, n in OWN_EPOCHS.items()),
-    "train.eval_every": "4 per epoch",
+    "train.eval_every": "twice per epoch",
     "train.patience": "never stop early",
     "train.layer_decay": "off",
     "mixup.form": "released",

@@ -84,8 +84,10 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     scheduler: str = "linear"
     max_grad_norm: float | None = 1.0
-    eval_batch_size: int = 64
-    eval_every: int | None = None  # steps between dev evaluations; None = 4 per epoch
+    eval_batch_size: int = 32  # evaluation batches run by length: smaller ones pad less (on one CPU thread, faster)
+    # Steps between dev evaluations; None = twice per epoch. Evaluated only where used: best-dev, patience, or a set
+    # eval_every (a dev curve under select last); select last with eval_every None scores dev only at the end.
+    eval_every: int | None = None
     select: str = "best-dev"  # keep the trainable state with the best dev score; "last" = the paper's protocol
     patience: int | None = None  # stop after this many dev evaluations without improvement; None = never
     report_last_step: bool = False  # also score the test sets at the last step (what best-dev selection changed)
@@ -191,7 +193,8 @@ class RunConfig:
     seed: int = 1
     output_dir: str | None = None
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N (mixtune.device)
-    precision: str = "fp32"  # fp32, bf16 (autocast), fp16 (autocast and a gradient scaler; CUDA only)
+    # fp32, bf16 (autocast), fp16 (autocast and a gradient scaler; CUDA only), auto (mixtune.device.auto_precision)
+    precision: str = "fp32"
     method_args: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -323,7 +326,9 @@ def save_yaml(config: RunConfig, path: str | Path) -> None:
 
 
 POOLING_CHOICES = ("auto", "cls", "mean", "max")  # resolved by mixtune.heads at load time
-PRECISION_CHOICES = ("fp32", "bf16", "fp16")  # whether the device can do it: mixtune.device, at run time
+# The device and precision settings, checked here (torch-free: the CLI rejects a bad value before importing torch)
+# and used by mixtune.device, which decides at run time whether the machine can do them and what auto means.
+PRECISION_CHOICES = ("fp32", "bf16", "fp16", "auto")
 DEVICE_SETTING = re.compile(r"auto|cpu|cuda|cuda:\d+")
 CHOICES = {
     "mixup.form": tuple(FORM_DEFAULTS),
@@ -339,16 +344,24 @@ CHOICES = {
 }
 
 
+def check_device_setting(spec: str) -> None:
+    if not DEVICE_SETTING.fullmatch(spec):
+        raise MixtuneError(f"config key 'device' is {spec!r}: choose auto, cpu, cuda or cuda:N")
+
+
+def check_precision_setting(precision: str) -> None:
+    if precision not in PRECISION_CHOICES:
+        raise MixtuneError(f"config key 'precision' is {precision!r}: choose one of {', '.join(PRECISION_CHOICES)}")
+
+
 def validate(config: RunConfig) -> None:
     """Range and choice checks that types alone cannot express."""
     if config.pair_encoding not in (None, *PAIR_ENCODINGS):
         raise MixtuneError(f"config key 'pair_encoding' is {config.pair_encoding!r}: choose one of {', '.join(PAIR_ENCODINGS)}")
     if config.pooling not in POOLING_CHOICES:
         raise MixtuneError(f"config key 'pooling' is {config.pooling!r}: choose one of {', '.join(POOLING_CHOICES)}")
-    if not DEVICE_SETTING.fullmatch(config.device):
-        raise MixtuneError(f"config key 'device' is {config.device!r}: choose auto, cpu, cuda or cuda:N")
-    if config.precision not in PRECISION_CHOICES:
-        raise MixtuneError(f"config key 'precision' is {config.precision!r}: choose one of {', '.join(PRECISION_CHOICES)}")
+    check_device_setting(config.device)
+    check_precision_setting(config.precision)
     for key, allowed in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)

@@ -2,7 +2,8 @@
 
     device:    auto (CUDA when torch sees a GPU, else the CPU) | cpu | cuda (the current GPU) | cuda:N
     precision: fp32 | bf16 (autocast to bfloat16, on the CPU or a GPU) | fp16 (autocast to float16 with a
-               gradient scaler; CUDA only)
+               gradient scaler; CUDA only) | auto (bf16 where the hardware runs it fast and the run is safe in it,
+               else fp32: auto_precision; the record's "device" entry says what it chose and why)
 
 Methods never handle devices. run.run resolves the run's Runtime, moves the model to its device and
 activates it for the run; the shared loop (mixtune.train) then
@@ -23,27 +24,32 @@ wrapped model and process-wide state fit none of that, and a run uses one device
 from __future__ import annotations
 
 import contextlib
-import re
 import resource
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from mixtune.config import check_device_setting, check_precision_setting
 from mixtune.errors import MixtuneError
 
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda|cuda:\d+")
-PRECISIONS = ("fp32", "bf16", "fp16")
+if TYPE_CHECKING:
+    from mixtune.config import RunConfig
+
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# Whether bf16 autocast on CPUs with AMX-BF16 has matched fp32's scores (SST-2, STS-B, QNLI on tuning seeds 11-13):
+# not measured yet, so auto keeps every CPU in fp32. Without AMX, bf16 matmuls run on AVX512-BF16 alone:
+# benchmarks/bf16_step.py measures a MiniLM training step there.
+CPU_BF16_PARITY_MEASURED = False
 
 
 # --- choosing ---------------------------------------------------------------------------------------
 def resolve_device(spec: str = "auto") -> torch.device:
     """The torch device a device setting names; a GPU that is not there is the one-line error."""
-    if not DEVICE_PATTERN.fullmatch(spec):
-        raise MixtuneError(f"config key 'device' is {spec!r}: choose auto, cpu, cuda or cuda:N")
+    check_device_setting(spec)
     if spec == "cpu" or (spec == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
@@ -56,9 +62,55 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return torch.device("cuda", index)
 
 
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU has AMX-BF16 tiles (Linux /proc/cpuinfo flags; False where they cannot be read)."""
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+
+
+def bf16_risk(config: RunConfig) -> str | None:
+    """Why bf16 autocast would be unsafe for this run's recipe, or None.
+
+    The finite-difference hypergradient perturbs the weights by 0.01 / ||d|| in all (about 1e-6 per entry on
+    MiniLM): autocast rounds the weights to bfloat16 (8 bits of mantissa) in every matmul, which erases the
+    perturbation, so g+ - g- would be rounding noise divided by a tiny 2 eps. Conservative: judged from the config
+    alone, so a method without the search that carries the setting is kept in fp32 too.
+    """
+    if config.search.hypergradient == "finite-difference":
+        return "search.hypergradient finite-difference: its weight perturbation is below bfloat16's resolution"
+    return None
+
+
+def auto_precision(
+    device_type: str, cuda_bf16: bool, cpu_amx_bf16: bool, risk: str | None, cpu_parity: bool = CPU_BF16_PARITY_MEASURED
+) -> tuple[str, str]:
+    """(precision, why) for precision auto: bf16 only where the hardware runs it fast and the recipe is safe in it.
+
+        CUDA with bfloat16 support            -> bf16 (fp32 when `risk` names why the recipe is unsafe in it)
+        CUDA without it                       -> fp32 (fp16 needs a loss scaler, which raw-gradient passes lack)
+        CPU with AMX-BF16, parity measured    -> bf16 (fp32 when `risk`)
+        CPU with AMX-BF16, parity unmeasured  -> fp32 (today: CPU_BF16_PARITY_MEASURED is False)
+        CPU without AMX-BF16                  -> fp32
+    """
+    if device_type == "cuda":
+        if not cuda_bf16:
+            return "fp32", "this GPU has no bfloat16 support (fp16 is never chosen automatically)"
+        hardware = "a CUDA GPU with bfloat16 support"
+    else:
+        if not cpu_amx_bf16:
+            return "fp32", "this CPU has no AMX-BF16 (bfloat16 matmuls would not be clearly faster)"
+        if not cpu_parity:
+            return "fp32", "AMX-BF16 is here, but bf16's score parity with fp32 on the CPU is not measured yet"
+        hardware = "a CPU with AMX-BF16 (score parity measured)"
+    if risk is not None:
+        return "fp32", risk
+    return "bf16", hardware
+
+
 def check_precision(precision: str, device: torch.device) -> None:
-    if precision not in PRECISIONS:
-        raise MixtuneError(f"config key 'precision' is {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    check_precision_setting(precision)
     if precision == "fp16" and device.type != "cuda":
         raise MixtuneError(f"precision fp16 needs a CUDA GPU (this run's device is {device}): use bf16 or fp32 on the CPU")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -72,13 +124,22 @@ class Runtime:
     device: torch.device
     precision: str = "fp32"
     pinned: bool = False  # the setting named one GPU (cuda:N): parallel search workers stay on it
+    precision_reason: str | None = None  # set when precision auto chose: why (auto_precision)
 
     @classmethod
-    def resolve(cls, device: str = "auto", precision: str = "fp32") -> Runtime:
-        """From the config's settings, checked: an absent GPU or an unsupported precision is the one-line error."""
+    def resolve(cls, device: str = "auto", precision: str = "fp32", risk: str | None = None) -> Runtime:
+        """From the config's settings, checked: an absent GPU or an unsupported precision is the one-line error.
+
+        Precision auto becomes fp32 or bf16 here (auto_precision); `risk`: why bf16 would be unsafe (bf16_risk).
+        """
         resolved = resolve_device(device)
+        reason = None
+        if precision == "auto":
+            cuda_bf16 = resolved.type == "cuda" and torch.cuda.is_bf16_supported()
+            amx = resolved.type == "cpu" and cpu_has_amx_bf16()
+            precision, reason = auto_precision(resolved.type, cuda_bf16, amx, risk)
         check_precision(precision, resolved)
-        return cls(resolved, precision, pinned=device.startswith("cuda:"))
+        return cls(resolved, precision, pinned=device.startswith("cuda:"), precision_reason=reason)
 
     def autocast(self, scaled: bool = True) -> contextlib.AbstractContextManager:
         """Autocast for a forward pass. fp16 only where `scaled` (a scaled backward follows, or none at all)."""
@@ -93,6 +154,8 @@ class Runtime:
     def describe(self) -> dict[str, Any]:
         """The run record's "device" entry."""
         described = {"device": str(self.device), "precision": self.precision}
+        if self.precision_reason is not None:
+            described.update(precision_setting="auto", precision_reason=self.precision_reason)
         if self.device.type == "cuda":
             described["gpu"] = torch.cuda.get_device_name(self.device)
         return described

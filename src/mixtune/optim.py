@@ -1,4 +1,10 @@
-"""Optimiser and schedule construction shared by the training loop and the bi-level search."""
+"""Optimiser and schedule construction shared by the training loop and the bi-level search.
+
+AdamW takes torch's fused kernel wherever it has one for the weights' device: on one CPU thread a step over
+all-MiniLM-L6-v2 costs about 25 ms fused against 121 ms in the single-tensor loop torch picks on the CPU by
+default (about a fifth of a vanilla run; issue 31). Fused and single-tensor steps agree to float rounding
+(tests/test_optim.py), not bit for bit: runs from before the switch repeat within rounding, not exactly.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +29,24 @@ def decay_groups(named_params: Iterable[tuple[str, nn.Parameter]], weight_decay:
     return [g for g in groups if g["params"]]
 
 
+# Device types with a fused AdamW kernel for every floating dtype (torch 2.13; CPU checked for fp32/64, bf16, fp16).
+FUSED_DEVICE_TYPES = ("cpu", "cuda")
+
+
+def fused_supported(params: Iterable[torch.Tensor]) -> bool:
+    """Whether torch's fused AdamW kernel takes these parameters: floating point, on a device it covers."""
+    return all(torch.is_floating_point(p) and p.device.type in FUSED_DEVICE_TYPES for p in params)
+
+
+def optimizer_path(device: torch.device) -> str:
+    """The run record's name for the AdamW implementation make_optimizer takes for float weights on `device`."""
+    return "adamw-fused" if device.type in FUSED_DEVICE_TYPES else "adamw"
+
+
 def make_optimizer(groups: list[dict], lr: float) -> torch.optim.AdamW:
-    return torch.optim.AdamW(groups, lr=lr)
+    """AdamW over the parameter groups (each may set its own lr and weight_decay), fused where supported."""
+    params = [p for group in groups for p in group["params"]]
+    return torch.optim.AdamW(groups, lr=lr, fused=fused_supported(params))
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, name: str, total_steps: int, warmup_ratio: float):

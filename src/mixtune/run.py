@@ -30,13 +30,14 @@ from mixtune.data.batching import by_length, clamp_max_length, encode, length_or
 from mixtune.data.examples import TaskSpec
 from mixtune.data.pool_test import with_pool_test
 from mixtune.data.sampling import low_resource_indices
-from mixtune.device import Runtime, activated, full_precision, model_device, peak_memory_mb
+from mixtune.device import Runtime, activated, bf16_risk, full_precision, model_device, peak_memory_mb
 from mixtune.errors import MixtuneError
 from mixtune.heads import pair_encoding_of
 from mixtune.layers import reinit_top_layers
 from mixtune.methods import method_class
 from mixtune.metrics import compact_predictions, evaluate, evaluate_with_predictions, predict_logits
 from mixtune.models import load_model
+from mixtune.optim import optimizer_path
 from mixtune.output_lock import beside, output_lock
 from mixtune.paths import check_writable, describe_contents
 from mixtune.probe import start_cosine_head
@@ -106,7 +107,8 @@ def run(
     The run computes on config.device in config.precision (mixtune.device); the record's "device" says which.
     """
     validate(config)
-    runtime = Runtime.resolve(config.device, config.precision)  # a GPU that is not there fails here, at once
+    # a GPU that is not there fails here, at once; precision auto becomes fp32 or bf16 (the record says why)
+    runtime = Runtime.resolve(config.device, config.precision, bf16_risk(config))
     output = Path(config.output_dir) if config.output_dir else default_output_dir(config)
     with activated(runtime), claim_output_dir(output, overwrite) if write else contextlib.nullcontext():
         return _run(config, output, runtime, progress, overwrite, write, on_trained, search_cache)
@@ -126,6 +128,7 @@ def _run(
     # Here, before anything reads the config: the method, the search cache key and the record all see one set of
     # concrete values, while the caller's config (and a benchmark cell's settings hash) keeps only what was set.
     config = resolve_form_defaults(config)
+    config.precision = runtime.precision  # auto's choice, concrete for everything downstream (the search cache)
     method_cls = method_class(config.method)
     task = load_task(config.data)
     spec = task.spec
@@ -152,7 +155,7 @@ def _run(
     eval_loader = lambda examples: loader_of(by_length(encode_eval(examples)))  # noqa: E731
 
     dev_features = encode(dev_examples, tokenizer, max_length, regression)
-    dev_loader = make_loader(dev_features, tokenizer, config.train.eval_batch_size, shuffle=False)
+    dev_loader = make_loader(by_length(dev_features), tokenizer, config.train.eval_batch_size, shuffle=False)
     ctx = FitContext(
         train_features, tokenizer, config, config.seed, progress=progress, search_cache=search_cache,
         dev_features=dev_features, evaluate_dev=lambda m: evaluate(m, dev_loader, spec)[spec.main_metric],
@@ -178,6 +181,7 @@ def _run(
         "hyperparameters": method.hyperparameters(),
         "head": {"pooling": head, "pair_encoding": pair_encoding_of(model)},
         "device": runtime.describe(),
+        "optimizer": optimizer_path(runtime.device),
         "task": asdict(spec),
         "data_sources": task.sources,
         "indices": {

@@ -17,12 +17,12 @@ from tqdm.auto import tqdm
 
 from mixtune.averaging import WeightAverager
 from mixtune.data.batching import make_loader
-from mixtune.device import GradStep, active, forward_context, model_device, to_device
+from mixtune.device import GradStep, active, forward_context, model_device, rng_state, set_rng_state, to_device
 from mixtune.errors import TrainingDiverged
 from mixtune.optim import make_optimizer, make_schedule, steps_for
 
 if TYPE_CHECKING:
-    from mixtune.config import RunConfig
+    from mixtune.config import RunConfig, TrainConfig
     from mixtune.methods.base import Method
 
 
@@ -163,9 +163,11 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> No
 class DevSelector:
     """Evaluates on dev every `every` steps, keeps the best trainable state in memory, restores it at the end.
 
-    select = "last" still records the dev curve (for plots) but keeps the final weights. Ties go to the later
-    step: a dev split of a few dozen examples ties often, and a tie is no evidence against training on.
-    `patience` dev evaluations without improvement stop training early.
+    select = "last" with an evaluator (train.eval_every set: see dev_evaluator) records the dev curve (for plots)
+    but keeps the final weights. Ties go to the later step: a dev split of a few dozen examples ties often, and a
+    tie is no evidence against training on. `patience` dev evaluations without improvement stop training early.
+    An evaluation leaves the random state as it found it (a DataLoader pass draws a seed from it): how often dev
+    is scored never changes the dropout masks, so the weights a run trains do not depend on it.
     """
 
     def __init__(self, model: nn.Module, evaluate: Callable[[nn.Module], float] | None, every: int, select: str, patience: int | None):
@@ -184,7 +186,10 @@ class DevSelector:
         done = step + 1
         if not self.active or (done % self.every and done != total):
             return False
+        device = model_device(self.model)
+        saved = rng_state(device)
         score = self.evaluate(self.model)
+        set_rng_state(saved, device)
         self.curve.append({"step": done, "dev": score})
         if score >= self.best_score:
             self.best_score, self.best_step, self.since_best = score, done, 0
@@ -205,9 +210,23 @@ class DevSelector:
         return {"select": self.select, "selected_step": chosen, "best_dev": self.best_score, "dev_curve": self.curve}
 
 
+def dev_evaluator(cfg: TrainConfig, evaluate: Callable[[nn.Module], float] | None) -> Callable[[nn.Module], float] | None:
+    """The dev evaluator when the loop has a use for its scores, else None (no dev passes at all).
+
+    Uses: best-dev selection, patience, and a dev curve asked for by setting train.eval_every. Under
+    select = last with eval_every unset nothing reads the scores: the loop evaluates nothing.
+    """
+    wanted = cfg.select == "best-dev" or cfg.patience is not None or cfg.eval_every is not None
+    return evaluate if wanted else None
+
+
 def eval_interval(config_every: int | None, batches_per_epoch: int) -> int:
-    """Steps between dev evaluations: as configured, else four per epoch."""
-    return config_every or max(1, batches_per_epoch // 4)
+    """Steps between dev evaluations: as configured, else twice per epoch.
+
+    Twice, not four times (before issue 31): a dev pass then costs about 5% of a vanilla run's training, and a
+    50-example dev split cannot tell neighbouring checkpoints apart anyway (docs/method.md section 8).
+    """
+    return config_every or max(1, batches_per_epoch // 2)
 
 
 def train_loop(
@@ -224,8 +243,8 @@ def train_loop(
 
     `total_steps`, when given, replaces the step count that `epochs` would give (vanilla-long: an exact count).
 
-    With a dev evaluator in ctx the loop evaluates every train.eval_every steps and, under
-    train.select = best-dev, ends holding the trainable state of the best dev score.
+    With a dev evaluator in ctx, and a use for its scores (dev_evaluator), the loop evaluates every
+    train.eval_every steps and, under train.select = best-dev, ends holding the trainable state of the best dev score.
     """
     cfg = ctx.config.train
     runtime = active()
@@ -238,7 +257,7 @@ def train_loop(
     total = total_steps if total_steps is not None else steps_for(epochs, len(loader))
     schedule = make_schedule(optimizer, cfg.scheduler, total, cfg.warmup_ratio)
     guard = DivergenceGuard.for_model(model, ctx.features)
-    evaluate_dev = guard.checked(ctx.evaluate_dev, params)
+    evaluate_dev = guard.checked(dev_evaluator(cfg, ctx.evaluate_dev), params)
     selector = DevSelector(model, evaluate_dev, eval_interval(cfg.eval_every, len(loader)), cfg.select, cfg.patience)
     averager = WeightAverager(cfg.average, cfg.average_start, cfg.ema_decay, total)  # train.average (averaging.py)
     method.on_train_start(model, loader, total)

@@ -215,7 +215,7 @@ def bilevel_search(
     inner_opt, inner_schedule = inner_optimizer(named_weights, config, total_inner)
     multipliers = schedule_sum(config.alpha_scheduler, total_outer, config.warmup_ratio)
     alpha_lr = config.alpha_lr if config.alpha_lr_sum is None else derived_alpha_lr(config.alpha_lr_sum, multipliers, total_outer)
-    outer_opt = torch.optim.AdamW(alphas, lr=alpha_lr, weight_decay=config.alpha_weight_decay)
+    outer_opt = make_optimizer([{"params": alphas, "weight_decay": config.alpha_weight_decay}], alpha_lr)
     outer_schedule = make_schedule(outer_opt, config.alpha_scheduler, total_outer, config.warmup_ratio)
     val_batches = cycle(val_loader)
     whole_val = list(val_loader) if config.outer_full_split else None

@@ -1,0 +1,58 @@
+"""Dev evaluation in the shared loop costs nothing where nothing uses it, and never changes what trains."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from mixtune.config import build_config
+from mixtune.methods import make_method
+from mixtune.train import FitContext, dev_evaluator, train_loop
+
+from .conftest import random_features
+
+
+class CountingDev:
+    """A dev evaluator that counts its calls and, like a DataLoader pass, draws from the global generator."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, model: torch.nn.Module) -> float:
+        self.calls += 1
+        torch.rand(1)
+        return float(self.calls)
+
+
+def train(model_dir, tokenizer, **train_values):
+    """Three epochs (12 steps) of vanilla on random features, the tiny BERT's dropout on; (result, dev, model)."""
+    config = build_config({"method": "vanilla", "train": {"batch_size": 8, "lr": 1e-3, **train_values}})
+    dev = CountingDev()
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    ctx = FitContext(random_features(32), tokenizer, config, 0, progress=False, evaluate_dev=dev)
+    torch.manual_seed(0)
+    result = train_loop(model, ctx.loader(), make_method(config), 1e-3, 3, ctx, desc="test")
+    return result, dev, model
+
+
+def test_select_last_without_eval_every_evaluates_nothing(tiny_bert_dir, tiny_tokenizer):
+    result, dev, _ = train(tiny_bert_dir, tiny_tokenizer, select="last")
+    assert dev.calls == 0 and result == {**result, "select": "last"} and "dev_curve" not in result
+
+
+def test_dev_is_evaluated_where_something_uses_it(tiny_bert_dir, tiny_tokenizer):
+    config = build_config({"train": {"select": "last"}}).train
+    dev = CountingDev()
+    assert dev_evaluator(config, dev) is None
+    for values in ({"select": "best-dev"}, {"select": "last", "eval_every": 5}, {"select": "last", "patience": 3}):
+        assert dev_evaluator(build_config({"train": values}).train, dev) is dev
+    result, dev, _ = train(tiny_bert_dir, tiny_tokenizer)  # the default: best-dev, twice per epoch
+    assert dev.calls == 12 and len(result["dev_curve"]) == 12
+
+
+def test_how_often_dev_is_scored_does_not_change_the_trained_weights(tiny_bert_dir, tiny_tokenizer):
+    _, dev, evaluated = train(tiny_bert_dir, tiny_tokenizer, select="last", eval_every=2)
+    _, _, plain = train(tiny_bert_dir, tiny_tokenizer, select="last")
+    assert dev.calls == 6
+    for (name, got), (_, expected) in zip(evaluated.named_parameters(), plain.named_parameters()):
+        assert torch.equal(got, expected), name
