@@ -64,7 +64,8 @@ def add_train_parser(subparsers) -> None:
     parser.add_argument("--device", metavar=DEVICES, help=f"auto: CUDA when present (default: {defaults.device})")
     parser.add_argument(
         "--precision", metavar=choice_list(PRECISION_CHOICES),
-        help=f"fp32, bf16 (autocast), fp16 (autocast and a gradient scaler; CUDA only), auto (bf16 on a GPU that has it, else fp32) (default: {defaults.precision})",
+        help="fp32, bf16 (autocast), fp16 (autocast and a gradient scaler; CUDA only), auto (bf16 on a GPU that "
+        f"has it, else fp32) (default: {defaults.precision})",
     )
     parser.add_argument(
         "--method-arg", action="append", default=[], metavar="KEY=VALUE",
