@@ -118,17 +118,13 @@ def parse_sweep(value: Any, where: str) -> dict[str, list]:
         if len(set(shown)) != len(shown):
             raise MixtuneError(f"bench config {where}: '{key}' lists a value twice ({', '.join(shown)})")
         for item in items:
+            values: dict[str, Any] = {}
+            set_dotted(values, key, copy.deepcopy(item))
             try:
-                build_config(_dotted_values(key, item))
+                build_config(values)
             except MixtuneError as exc:
                 raise MixtuneError(f"bench config {where}: {exc}") from None
     return sweep
-
-
-def _dotted_values(dotted: str, value: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    set_dotted(values, dotted, copy.deepcopy(value))
-    return values
 
 
 def sweep_rows(label: str, variant: Variant, block_sweep: dict[str, list], where: str) -> list[tuple[str, dict]]:

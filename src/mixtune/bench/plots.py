@@ -86,9 +86,10 @@ def _group_legend(panels: dict, tasks: list[str]) -> None:
     anchor.legend(list(entries.values()), list(entries), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 
 
-def _save(figure, path: Path, title: str) -> None:
+def _save(figure, path: Path, title: str, tight: bool = True) -> None:
     """Save with the title above the panels; the tight box keeps a long title inside the image."""
-    figure.tight_layout()
+    if tight:
+        figure.tight_layout()
     figure.suptitle(title, y=1.0, va="bottom")
     figure.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(figure)
@@ -203,9 +204,7 @@ def alpha_heatmap(runs: list[Run], tasks: list[str], path: Path, title: str) -> 
                 shade = "black" if value > (low + high) / 2 else "white"
                 ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=6, color=shade)
     figure.colorbar(image, ax=axes, shrink=0.8, label="pretrained share (0: all W, 1: all W0)")
-    figure.suptitle(title, y=1.0, va="bottom")
-    figure.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(figure)
+    _save(figure, path, title, tight=False)  # tight_layout would fight the constrained layout
 
 
 def dev_curve_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path, title: str) -> None:

@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from mixtune.bench import plots
 from mixtune.bench.chance import chance_levels, chance_note, chance_row
 from mixtune.bench.grid import Protocol
 from mixtune.bench.runs import GLUE_ORDER, Loaded, Run, load_runs, ordered
@@ -44,8 +45,6 @@ def write_report(
     paths: list[Path], out: Path, baseline: str = "vanilla", focus: str = "mixup-blo", protocol: Protocol = Protocol()
 ) -> str:
     """Write out/report.md and the plots; returns the headline table(s) as text."""
-    from mixtune.bench import plots
-
     loaded = load_runs(paths)
     runs = loaded.runs
     out.mkdir(parents=True, exist_ok=True)
@@ -180,8 +179,6 @@ def _verdict_section(runs: list[Run], tasks: list[str], methods: list[str], focu
 
 def _selection_section(runs: list[Run], tasks: list[str], methods: list[str], name: str, title: str, out: Path) -> list[str]:
     """What best-dev checkpoint selection changed (rows run with train.report_last_step), and the dev curves."""
-    from mixtune.bench import plots
-
     lines = []
     table = selection_table(runs, tasks, methods)
     if table:
@@ -190,8 +187,7 @@ def _selection_section(runs: list[Run], tasks: list[str], methods: list[str], na
     curved = [m for m in methods if any(r.dev_curve for r in runs if r.method == m)]
     curved_tasks = [t for t in tasks if any(r.dev_curve for r in runs if r.task == t)]
     if curved:
-        file = f"dev_curves_{name}.png"
-        plots.dev_curve_plot(runs, curved_tasks, curved, out / file, title)
+        plots.dev_curve_plot(runs, curved_tasks, curved, out / f"dev_curves_{name}.png", title)
         lines += [f"![dev curves](dev_curves_{name}.png)", ""]
     return lines
 
@@ -209,8 +205,6 @@ def _mixing_section(runs: list[Run], tasks: list[str], methods: list[str]) -> li
 
 
 def _alpha_section(runs: list[Run], tasks: list[str], methods: list[str], name: str, title: str, out: Path) -> list[str]:
-    from mixtune.bench import plots
-
     table = alpha_role_table(runs, methods)
     if not table:
         return []
@@ -245,8 +239,6 @@ def _alpha_section(runs: list[Run], tasks: list[str], methods: list[str], name: 
 
 
 def _size_section(runs: list[Run], out: Path, baseline: str) -> list[str]:
-    from mixtune.bench import plots
-
     lines = []
     for model in sorted({r.model for r in runs}):
         own = [r for r in runs if r.model == model]

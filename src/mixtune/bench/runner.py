@@ -57,11 +57,6 @@ def run_cell(config: RunConfig, search_cache: str | None = None) -> dict[str, An
     return run(config, progress=False, write=False, on_trained=add_alpha_summary, search_cache=cache)
 
 
-def run_options(search_cache: Path | None) -> dict[str, Any]:
-    """The keyword arguments a run target gets: only those set, so simple targets need not take them."""
-    return {} if search_cache is None else {"search_cache": str(search_cache)}
-
-
 def add_alpha_summary(model: Any, record: dict[str, Any]) -> None:
     summary = alpha_summary(model, record.get("log", {}).get("alpha_diagnostics"))
     if summary:
@@ -266,8 +261,8 @@ def run_sweep(
         if limit is not None:
             summary.not_started = max(0, len(todo) - limit)
             todo = todo[:limit]
-        with SweepProgress(summary, len(todo), progress) as shown:
-            options = run_options(search_cache)
+        with contextlib.closing(SweepProgress(summary, len(todo), progress)) as shown:
+            options = {} if search_cache is None else {"search_cache": str(search_cache)}  # only those set
             if backend == "ray":
                 runs = run_on_ray(todo, target, shown.started, options, resources, address, workers)
             elif isolate:
@@ -307,10 +302,7 @@ class SweepProgress:
         if self.enabled:
             self.bar.write(outcome_line(cell, outcome))
 
-    def __enter__(self) -> SweepProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
         self.bar.close()
 
 

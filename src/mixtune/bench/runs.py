@@ -172,9 +172,9 @@ def paired_ratio(runs: list[Run], method: str, baseline: str, value: Callable[[R
     return statistics.median(ratios) if ratios else None
 
 
-def scores_of(runs: list[Run], method: str, task: str) -> list[float]:
-    """One cell's scores, one per seed."""
-    return [r.score for r in runs if r.method == method and r.task == task]
+def cell_runs(runs: list[Run], method: str, task: str) -> list[Run]:
+    """One table cell's runs, one per seed."""
+    return [r for r in runs if r.method == method and r.task == task]
 
 
 def seed_averages(runs: list[Run], method: str, tasks: list[str]) -> list[float]:
