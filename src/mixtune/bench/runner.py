@@ -83,16 +83,11 @@ def alpha_summary(model: Any, diagnostics: dict[str, Any] | None = None) -> list
         for name, layer in mixup_layers(model):
             on_task, on_pretrained = layer.coefficients()
             index, role = layer_position(name)
-            row = {
-                "module": name,
-                "layer": index,
-                "role": role,
-                "task_mean": round(on_task.mean().item(), 6),
-                "pretrained_mean": round(on_pretrained.mean().item(), 6),
-                "task_min": round(on_task.min().item(), 6),
-                "task_max": round(on_task.max().item(), 6),
-                "share_mean": round(layer.pretrained_share().mean().item(), 6),
+            values = {
+                "task_mean": on_task.mean(), "pretrained_mean": on_pretrained.mean(), "task_min": on_task.min(),
+                "task_max": on_task.max(), "share_mean": layer.pretrained_share().mean(),
             }
+            row = {"module": name, "layer": index, "role": role, **{k: round(v.item(), 6) for k, v in values.items()}}
             if name in layers:
                 row["share_travel"] = layers[name].get("travel")
                 row["snr"] = layers[name].get("snr")
@@ -217,12 +212,8 @@ class SweepSummary:
 def plan(cells: list[Cell], results: Path, retry_failed: bool) -> list[tuple[Cell, str]]:
     """Each cell with what the sweep will do: "run", "done" (ok in the results) or "failed" (skipped)."""
     status = cell_status(read_results(results))
-    planned = []
-    for cell in cells:
-        previous = status.get(cell.id)
-        action = "done" if previous == "ok" else "failed" if previous == "failed" and not retry_failed else "run"
-        planned.append((cell, action))
-    return planned
+    action = {"ok": "done", "failed": "run" if retry_failed else "failed"}  # by the cell's status; none: "run"
+    return [(cell, action.get(status.get(cell.id), "run")) for cell in cells]
 
 
 def run_sweep(

@@ -19,14 +19,9 @@ def failed_counts(failed: list[dict[str, Any]], model: str, size: int | None, me
     for record in failed:
         key = record["key"]
         if ((key["model"] or "default"), key["size"]) == (model, size):
-            counts[(_row_label(key, methods), key["task"])] += 1
+            tagged = f"{key['method']}@{key['config_hash']}"  # where finished runs show one row per config hash
+            counts[(tagged if tagged in methods else key["method"], key["task"])] += 1
     return counts
-
-
-def _row_label(key: dict[str, Any], methods: list[str]) -> str:
-    """A failed cell's row: "method@hash" where the method's finished runs are shown one row per config hash."""
-    tagged = f"{key['method']}@{key['config_hash']}"
-    return tagged if tagged in methods else key["method"]
 
 
 def stability_table(runs: list[Run], tasks: list[str], methods: list[str], failed: Counter[tuple[str, str]]) -> list[str]:

@@ -159,10 +159,8 @@ def settings_table(runs: list[Run], methods: list[str]) -> list[str]:
     rows = []
     for method in methods:
         own = [r for r in runs if r.method == method]
-        lrs = sorted({str(r.hyperparameters.get("lr", DASH)) for r in own})
-        epochs = sorted({str(r.hyperparameters.get("epochs", DASH)) for r in own})
-        hashes = sorted({r.config_hash for r in own})
-        row = [method, ", ".join(lrs), ", ".join(epochs), ", ".join(hashes)]
+        settings = [{str(r.hyperparameters.get(key, DASH)) for r in own} for key in ("lr", "epochs")]
+        row = [method, *(", ".join(sorted(values)) for values in [*settings, {r.config_hash for r in own}])]
         if sources:
             files = ordered(f"`{file}`{entry}" for m, file, _, entry in sources if m == method)
             row.append(", ".join(files) or "the bench config")
