@@ -106,7 +106,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"results: {grid.results}" + (f"; search cache: {grid.search_cache}" if grid.search_cache else "")
         )
         return 0
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `kill` stops the runs in flight too, as Ctrl-C does
+    signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))  # `kill` stops the runs in flight, as Ctrl-C does
     summary = run_sweep(
         grid.cells, grid.results, workers=args.workers, limit=args.limit, retry_failed=args.retry_failed,
         isolate=not args.in_process, progress=not args.quiet, search_cache=grid.search_cache, backend=args.backend,
@@ -134,10 +134,6 @@ def seed_list(text: str, grid_seeds: set[int]) -> set[int]:
     if missing := sorted(seeds - grid_seeds):
         raise MixtuneError(f"--seeds {text}: the grid has no seed {', '.join(map(str, missing))}: its seeds are {sorted(grid_seeds)}")
     return seeds
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    sys.exit(128 + signum)
 
 
 def cmd_select(args: argparse.Namespace) -> int:

@@ -127,9 +127,7 @@ def load_grid(path: str | Path, results: str | Path | None = None) -> Grid:
             raise MixtuneError(f"bench config base sets '{key}': the grid sets it; list it under the grid's axes instead")
     labels = load_variants(mapping(values.get("overrides"), "overrides"), values.get("overrides_file"))
     top_sweep = parse_sweep(values.get("sweep"), "sweep")
-    blocks = values.get("grids")
-    if blocks is None:
-        blocks = [{}]
+    blocks = [{}] if values.get("grids") is None else values["grids"]
     if not isinstance(blocks, list) or not blocks:
         raise MixtuneError("bench config key 'grids' must be a list of blocks, each with its own tasks/methods/sizes/seeds")
     cells: dict[str, Cell] = {}
@@ -148,7 +146,7 @@ def load_grid(path: str | Path, results: str | Path | None = None) -> Grid:
     search_cache = optional_path(values.get("search_cache"), "search_cache", "folder")
     return Grid(
         _ordered(list(cells.values()), values.get("order", "table")), skipped,
-        _results_path(path, results or values.get("results")), search_cache, _resources(values.get("resources")),
+        optional_path(results or values.get("results"), "results") or Path("results") / f"{path.stem}.jsonl", search_cache, _resources(values.get("resources")),
         protocol,
     )
 
@@ -187,11 +185,6 @@ def _ordered(cells: list[Cell], order: object) -> list[Cell]:
         return cells
     seeds = list(dict.fromkeys(cell.seed for cell in cells))
     return sorted(cells, key=lambda cell: seeds.index(cell.seed))
-
-
-def _results_path(config: Path, given: object) -> Path:
-    path = optional_path(given, "results")
-    return Path("results") / f"{config.stem}.jsonl" if path is None else path
 
 
 def _axis(value: Any, axis: str, where: str) -> list:
@@ -257,17 +250,12 @@ def make_cell(
         parse_hyperparameters(METHODS[method].Hyperparameters, config.method_args, method)
     except MixtuneError as exc:
         raise MixtuneError(f"bench config (base + overrides of {label}): {exc}") from None
-    _check_data_dir(config)
-    return Cell(model, task, size, label, seed, settings_hash(config), values, settings_from)
-
-
-def _check_data_dir(config: RunConfig) -> None:
-    data_dir = config.data.data_dir
-    if data_dir and not Path(data_dir).is_dir():
+    if config.data.data_dir and not Path(config.data.data_dir).is_dir():
         raise MixtuneError(
-            f"bench config data_dir {data_dir} does not exist (relative to {Path.cwd()}): "
+            f"bench config data_dir {config.data.data_dir} does not exist (relative to {Path.cwd()}): "
             "fix the path or run from the folder it is relative to"
         )
+    return Cell(model, task, size, label, seed, settings_hash(config), values, settings_from)
 
 
 def settings_hash(config: RunConfig) -> str:

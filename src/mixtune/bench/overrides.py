@@ -32,23 +32,19 @@ class Variant:
 def load_variants(own: dict, overrides_file: object) -> dict[str, Variant]:
     """Every overrides entry, those of overrides_file merged under the config's own (own keys win)."""
     source = optional_path(overrides_file, "overrides_file")
-    if source is None:
-        for label, spec in own.items():
-            if isinstance(spec, dict) and "tuned_as" in spec:
-                raise MixtuneError(f"bench config overrides.{label} has tuned_as but the config has no overrides_file: add one or remove tuned_as")
-        return {label: _variant(label, spec) for label, spec in own.items()}
-    if not source.is_file():
+    if source is not None and not source.is_file():
         raise MixtuneError(
             f"bench config overrides_file {source} does not exist (relative to {Path.cwd()}): run the tuning first "
             f"(mixtune bench <tuning config>, then mixtune select <its results> --out {source})"
         )
-    given = load_yaml(source)
-    origin = _describe_source(source)
+    given, origin = ({}, None) if source is None else (load_yaml(source), _describe_source(source))
     labels = {}
     for label in [*own, *(label for label in given if label not in own)]:
         spec = dict(mapping(own.get(label), f"overrides.{label}"))
         entry = spec.pop("tuned_as", label)
         if entry not in given:
+            if entry != label and source is None:
+                raise MixtuneError(f"bench config overrides.{label} has tuned_as but the config has no overrides_file: add one or remove tuned_as")
             if entry != label:
                 raise MixtuneError(
                     f"bench config overrides.{label} has tuned_as: {entry}, but {source} has no entry '{entry}': "
@@ -118,17 +114,13 @@ def parse_sweep(value: Any, where: str) -> dict[str, list]:
         if len(set(shown)) != len(shown):
             raise MixtuneError(f"bench config {where}: '{key}' lists a value twice ({', '.join(shown)})")
         for item in items:
+            values: dict[str, Any] = {}
+            set_dotted(values, key, copy.deepcopy(item))
             try:
-                build_config(_dotted_values(key, item))
+                build_config(values)
             except MixtuneError as exc:
                 raise MixtuneError(f"bench config {where}: {exc}") from None
     return sweep
-
-
-def _dotted_values(dotted: str, value: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    set_dotted(values, dotted, copy.deepcopy(value))
-    return values
 
 
 def sweep_rows(label: str, variant: Variant, block_sweep: dict[str, list], where: str) -> list[tuple[str, dict]]:

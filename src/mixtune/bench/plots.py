@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -16,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-if TYPE_CHECKING:
-    from mixtune.bench.runs import Run
+from mixtune.bench.runs import Run  # noqa: E402
+from mixtune.bench.tables import share_of  # noqa: E402
 
 MAX_SERIES = 8  # lines per panel: more and the colours repeat or blur together, so methods are faceted
 FACET_COLUMNS = 3  # panels per row in a faceted figure: with a legend beside it, about 1,500 px wide
@@ -43,8 +41,7 @@ def method_groups(methods: list[str]) -> list[list[str]]:
     if len(methods) <= MAX_SERIES:
         return [list(methods)]
     reference, rest = methods[0], methods[1:]
-    per_group = MAX_SERIES - 1
-    count = math.ceil(len(rest) / per_group)
+    count = math.ceil(len(rest) / (MAX_SERIES - 1))
     size = math.ceil(len(rest) / count)  # even groups: 13 rivals as 7 + 6, 15 as 5 + 5 + 5, never 7 + 7 + 1
     return [[reference, *rest[i : i + size]] for i in range(0, len(rest), size)]
 
@@ -86,9 +83,10 @@ def _group_legend(panels: dict, tasks: list[str]) -> None:
     anchor.legend(list(entries.values()), list(entries), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 
 
-def _save(figure, path: Path, title: str) -> None:
+def _save(figure, path: Path, title: str, tight: bool = True) -> None:
     """Save with the title above the panels; the tight box keeps a long title inside the image."""
-    figure.tight_layout()
+    if tight:
+        figure.tight_layout()
     figure.suptitle(title, y=1.0, va="bottom")
     figure.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(figure)
@@ -157,8 +155,6 @@ def size_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path,
 def alpha_matrix(runs: list[Run]) -> tuple[np.ndarray, list[str], list[str]]:
     """(roles x layers) mean pretrained share over the runs (tables.share_of); layer-less modules (pooler) in a
     last column, "other"."""
-    from mixtune.bench.tables import share_of
-
     values = defaultdict(list)
     for run in runs:
         for row in run.alpha or []:
@@ -203,9 +199,7 @@ def alpha_heatmap(runs: list[Run], tasks: list[str], path: Path, title: str) -> 
                 shade = "black" if value > (low + high) / 2 else "white"
                 ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=6, color=shade)
     figure.colorbar(image, ax=axes, shrink=0.8, label="pretrained share (0: all W, 1: all W0)")
-    figure.suptitle(title, y=1.0, va="bottom")
-    figure.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(figure)
+    _save(figure, path, title, tight=False)  # tight_layout would fight the constrained layout
 
 
 def dev_curve_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path, title: str) -> None:

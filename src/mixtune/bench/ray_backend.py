@@ -93,16 +93,15 @@ def capacity(ray: Any, options: dict[str, Any]) -> int:
     total = ray.cluster_resources()
     fits = []
     for name, key in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
-        wanted = options[key]
+        wanted, have = options[key], total.get(name, 0.0)
+        if wanted > 0 and have < wanted:
+            raise MixtuneError(
+                f"each run asks for {wanted:g} {name}(s), but the Ray cluster has {have:g}: "
+                f"change the grid's resources: or add machines with {name}s"
+            )
         if wanted > 0:
-            if total.get(name, 0.0) < wanted:
-                have = total.get(name, 0.0)
-                raise MixtuneError(
-                    f"each run asks for {wanted:g} {name}(s), but the Ray cluster has {have:g}: "
-                    f"change the grid's resources: or add machines with {name}s"
-                )
-            fits.append(int(total[name] // wanted))
-    return max(1, min(fits)) if fits else 1
+            fits.append(int(have // wanted))
+    return max(1, min(fits, default=1))
 
 
 def run_on_ray(

@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from mixtune.bench import plots
 from mixtune.bench.chance import chance_levels, chance_note, chance_row
 from mixtune.bench.grid import Protocol
 from mixtune.bench.runs import GLUE_ORDER, Loaded, Run, load_runs, ordered
@@ -44,17 +45,14 @@ def write_report(
     paths: list[Path], out: Path, baseline: str = "vanilla", focus: str = "mixup-blo", protocol: Protocol = Protocol()
 ) -> str:
     """Write out/report.md and the plots; returns the headline table(s) as text."""
-    from mixtune.bench import plots
-
     loaded = load_runs(paths)
     runs = loaded.runs
     out.mkdir(parents=True, exist_ok=True)
     remove_old_plots(out)
     lines = ["# Benchmark report", "", *_overview(paths, loaded, baseline)]
     headline = []
-    groups = ordered_groups(runs)
     levels = chance_levels(runs)
-    for model, size in groups:
+    for model, size in sorted({(r.model, r.size) for r in runs}, key=lambda g: (g[0], -1 if g[1] is None else g[1])):
         group = [r for r in runs if r.model == model and r.size == size]
         tasks = ordered((r.task for r in group), GLUE_ORDER)
         methods = method_order(group, baseline)
@@ -69,8 +67,7 @@ def write_report(
         lines += [f"![every seed](seeds_{name}.png)", ""]
         lines += _stability_section(group, tasks, methods, failed_counts(loaded.failed, model, size, methods))
         lines += _paired_section(group, tasks, methods, baseline)
-        lines += _focus_section(group, tasks, methods, focus)
-        lines += _verdict_section(group, tasks, methods, focus, protocol)
+        lines += _focus_section(group, tasks, methods, focus, protocol)
         lines += _selection_section(group, tasks, methods, name, title, out)
         lines += _mixing_section(group, tasks, methods)
         lines += ["### Cost", "", *_cached_note(group), *cost_table(group, methods, baseline), ""]
@@ -90,10 +87,6 @@ def remove_old_plots(out: Path) -> None:
     for pattern in PLOT_PATTERNS:
         for stale in out.glob(pattern):
             stale.unlink()
-
-
-def ordered_groups(runs: list[Run]) -> list[tuple[str, int | None]]:
-    return sorted({(r.model, r.size) for r in runs}, key=lambda g: (g[0], -1 if g[1] is None else g[1]))
 
 
 def method_order(runs: list[Run], baseline: str) -> list[str]:
@@ -157,20 +150,16 @@ def _paired_section(runs: list[Run], tasks: list[str], methods: list[str], basel
     return head + [*table, "", task_legend("method", baseline), ""]
 
 
-def _focus_section(runs: list[Run], tasks: list[str], methods: list[str], focus: str) -> list[str]:
+def _focus_section(runs: list[Run], tasks: list[str], methods: list[str], focus: str, protocol: Protocol) -> list[str]:
+    """The focus method against each row task by task; then whether it is better, over all tasks and again over the
+    headline tasks named before the run."""
     if focus not in methods or len(methods) < 2:
         return []
     table = task_table(runs, tasks, {m: (focus, m) for m in methods if m != focus})
-    return [f"### {focus} against each method, task by task", "", *table, "", task_legend(focus, "method"), ""]
-
-
-def _verdict_section(runs: list[Run], tasks: list[str], methods: list[str], focus: str, protocol: Protocol) -> list[str]:
-    """Whether the focus method is better, over all tasks and again over the headline tasks named before the run."""
-    if focus not in methods or len(methods) < 2:
-        return []
+    lines = [f"### {focus} against each method, task by task", "", *table, "", task_legend(focus, "method"), ""]
     others = [m for m in (protocol.rivals or methods) if m in methods and m != focus]
     against = f" against the rivals named in the grid config ({', '.join(others)})" if protocol.rivals else ""
-    lines = ["### Verdict", "", *verdict_table(runs, tasks, others, focus), "", verdict_legend(focus) + against, ""]
+    lines += ["### Verdict", "", *verdict_table(runs, tasks, others, focus), "", verdict_legend(focus) + against, ""]
     headline = [t for t in protocol.headline_tasks if t in tasks]
     if headline:
         text = f"The same verdict on the headline tasks named in the grid config (headline_tasks: {', '.join(headline)})."
@@ -180,8 +169,6 @@ def _verdict_section(runs: list[Run], tasks: list[str], methods: list[str], focu
 
 def _selection_section(runs: list[Run], tasks: list[str], methods: list[str], name: str, title: str, out: Path) -> list[str]:
     """What best-dev checkpoint selection changed (rows run with train.report_last_step), and the dev curves."""
-    from mixtune.bench import plots
-
     lines = []
     table = selection_table(runs, tasks, methods)
     if table:
@@ -190,8 +177,7 @@ def _selection_section(runs: list[Run], tasks: list[str], methods: list[str], na
     curved = [m for m in methods if any(r.dev_curve for r in runs if r.method == m)]
     curved_tasks = [t for t in tasks if any(r.dev_curve for r in runs if r.task == t)]
     if curved:
-        file = f"dev_curves_{name}.png"
-        plots.dev_curve_plot(runs, curved_tasks, curved, out / file, title)
+        plots.dev_curve_plot(runs, curved_tasks, curved, out / f"dev_curves_{name}.png", title)
         lines += [f"![dev curves](dev_curves_{name}.png)", ""]
     return lines
 
@@ -209,8 +195,6 @@ def _mixing_section(runs: list[Run], tasks: list[str], methods: list[str]) -> li
 
 
 def _alpha_section(runs: list[Run], tasks: list[str], methods: list[str], name: str, title: str, out: Path) -> list[str]:
-    from mixtune.bench import plots
-
     table = alpha_role_table(runs, methods)
     if not table:
         return []
@@ -245,8 +229,6 @@ def _alpha_section(runs: list[Run], tasks: list[str], methods: list[str], name: 
 
 
 def _size_section(runs: list[Run], out: Path, baseline: str) -> list[str]:
-    from mixtune.bench import plots
-
     lines = []
     for model in sorted({r.model for r in runs}):
         own = [r for r in runs if r.model == model]

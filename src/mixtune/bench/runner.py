@@ -57,11 +57,6 @@ def run_cell(config: RunConfig, search_cache: str | None = None) -> dict[str, An
     return run(config, progress=False, write=False, on_trained=add_alpha_summary, search_cache=cache)
 
 
-def run_options(search_cache: Path | None) -> dict[str, Any]:
-    """The keyword arguments a run target gets: only those set, so simple targets need not take them."""
-    return {} if search_cache is None else {"search_cache": str(search_cache)}
-
-
 def add_alpha_summary(model: Any, record: dict[str, Any]) -> None:
     summary = alpha_summary(model, record.get("log", {}).get("alpha_diagnostics"))
     if summary:
@@ -88,16 +83,11 @@ def alpha_summary(model: Any, diagnostics: dict[str, Any] | None = None) -> list
         for name, layer in mixup_layers(model):
             on_task, on_pretrained = layer.coefficients()
             index, role = layer_position(name)
-            row = {
-                "module": name,
-                "layer": index,
-                "role": role,
-                "task_mean": round(on_task.mean().item(), 6),
-                "pretrained_mean": round(on_pretrained.mean().item(), 6),
-                "task_min": round(on_task.min().item(), 6),
-                "task_max": round(on_task.max().item(), 6),
-                "share_mean": round(layer.pretrained_share().mean().item(), 6),
+            values = {
+                "task_mean": on_task.mean(), "pretrained_mean": on_pretrained.mean(), "task_min": on_task.min(),
+                "task_max": on_task.max(), "share_mean": layer.pretrained_share().mean(),
             }
+            row = {"module": name, "layer": index, "role": role, **{k: round(v.item(), 6) for k, v in values.items()}}
             if name in layers:
                 row["share_travel"] = layers[name].get("travel")
                 row["snr"] = layers[name].get("snr")
@@ -222,12 +212,8 @@ class SweepSummary:
 def plan(cells: list[Cell], results: Path, retry_failed: bool) -> list[tuple[Cell, str]]:
     """Each cell with what the sweep will do: "run", "done" (ok in the results) or "failed" (skipped)."""
     status = cell_status(read_results(results))
-    planned = []
-    for cell in cells:
-        previous = status.get(cell.id)
-        action = "done" if previous == "ok" else "failed" if previous == "failed" and not retry_failed else "run"
-        planned.append((cell, action))
-    return planned
+    action = {"ok": "done", "failed": "run" if retry_failed else "failed"}  # by the cell's status; none: "run"
+    return [(cell, action.get(status.get(cell.id), "run")) for cell in cells]
 
 
 def run_sweep(
@@ -266,8 +252,8 @@ def run_sweep(
         if limit is not None:
             summary.not_started = max(0, len(todo) - limit)
             todo = todo[:limit]
-        with SweepProgress(summary, len(todo), progress) as shown:
-            options = run_options(search_cache)
+        with contextlib.closing(SweepProgress(summary, len(todo), progress)) as shown:
+            options = {} if search_cache is None else {"search_cache": str(search_cache)}  # only those set
             if backend == "ray":
                 runs = run_on_ray(todo, target, shown.started, options, resources, address, workers)
             elif isolate:
@@ -307,10 +293,7 @@ class SweepProgress:
         if self.enabled:
             self.bar.write(outcome_line(cell, outcome))
 
-    def __enter__(self) -> SweepProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
         self.bar.close()
 
 

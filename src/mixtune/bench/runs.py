@@ -112,7 +112,7 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
     degenerate = scores.get("constant_predictions") == 1 or (metric in CORRELATION_METRICS and score == 0.0)
     notes = {k: v for k, v in record.get("data_sources", {}).items() if k.endswith("_note")}
     seconds, memory = run_cost(record)
-    cpu = record.get("cpu_s")
+    cpu, last = record.get("cpu_s"), record.get("metrics_last_step")
     return Run(
         model=key["model"] or "default", size=key["size"], task=key["task"],
         method=labels[(key["method"], key["config_hash"])], seed=key["seed"], metric=metric, score=score,
@@ -120,7 +120,8 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
         cpu_seconds=None if cpu is None else cpu + (seconds - float(record["time_s"]["total"])),
         hyperparameters=record.get("hyperparameters", {}), config_hash=key["config_hash"],
         alpha=record.get("alpha_summary"), notes=notes, settings_from=record.get("settings_from"),
-        search_cached=bool(record.get("search_cached")), last_step_score=last_step_score(record, metric),
+        search_cached=bool(record.get("search_cached")),
+        last_step_score=float(last[reported_split(last)][metric]) if last else None,
         dev_curve=record.get("log", {}).get("finetune", {}).get("dev_curve", []),
         alpha_diagnostics=record.get("log", {}).get("alpha_diagnostics"),
         predictions=record.get("predictions", {}).get(split),
@@ -129,11 +130,6 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
         wise_ft_mixing=record.get("log", {}).get("wise_ft", {}).get("chosen"),
         dev_score=record["metrics"].get("dev", {}).get(metric),
     )
-
-
-def last_step_score(record: dict[str, Any], metric: str) -> float | None:
-    last = record.get("metrics_last_step")
-    return float(last[reported_split(last)][metric]) if last else None
 
 
 def run_cost(record: dict[str, Any]) -> tuple[float, float]:
@@ -172,9 +168,9 @@ def paired_ratio(runs: list[Run], method: str, baseline: str, value: Callable[[R
     return statistics.median(ratios) if ratios else None
 
 
-def scores_of(runs: list[Run], method: str, task: str) -> list[float]:
-    """One cell's scores, one per seed."""
-    return [r.score for r in runs if r.method == method and r.task == task]
+def cell_runs(runs: list[Run], method: str, task: str) -> list[Run]:
+    """One table cell's runs, one per seed."""
+    return [r for r in runs if r.method == method and r.task == task]
 
 
 def seed_averages(runs: list[Run], method: str, tasks: list[str]) -> list[float]:

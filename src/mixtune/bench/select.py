@@ -27,7 +27,9 @@ import yaml
 from mixtune.bench.grid import UNHASHED, flatten
 from mixtune.bench.results import latest_records, read_results, record_method, row_labels
 from mixtune.config import set_dotted
+from mixtune.data.glue import glue_task
 from mixtune.errors import MixtuneError
+from mixtune.methods import METHODS
 
 TaskSeed = tuple[str, int]  # (task, seed)
 GROUPINGS = ("row", "method")  # what competes: a row's sweep values, or every variant of a method
@@ -102,11 +104,8 @@ def select(results: Path, split: str = "dev", by: str = "row") -> Selection:
         for candidate in variants:
             needed = [cell for cell in cells if _can_run(candidate.method, cell[0])]
             candidate.missing = [cell for cell in needed if cell not in candidate.scores and cell not in candidate.failed]
-    chosen = {}
-    for group, variants in candidates.items():
-        eligible = [c for c in variants if c.eligible]
-        if eligible:
-            chosen[group] = min(eligible, key=Candidate.rank)
+    eligible = {group: [c for c in variants if c.eligible] for group, variants in candidates.items()}
+    chosen = {group: min(found, key=Candidate.rank) for group, found in eligible.items() if found}
     metrics = {r["key"]["task"]: r["main_metric"] for r in records if "main_metric" in r}
     tasks = sorted({task for task, _ in cells})
     return Selection(results, split, tasks, sorted({seed for _, seed in cells}), metrics, candidates, chosen, by)
@@ -153,9 +152,6 @@ def _settings(record: dict[str, Any]) -> dict[str, Any]:
 
 def _can_run(method: str, task: str) -> bool:
     """Whether the method runs on the task at all (the grid skips regression for methods without it)."""
-    from mixtune.data.glue import glue_task
-    from mixtune.methods import METHODS
-
     try:
         regression = glue_task(task).spec.kind == "regression"
     except MixtuneError:
@@ -212,15 +208,6 @@ def _score(value: float | None) -> str:
     return "—" if value is None or np.isnan(value) else f"{value:.2f}"
 
 
-def dropped(selection: Selection) -> list[str]:
-    return [
-        f"dropped {candidate.label}: {candidate.why_dropped()}"
-        for variants in selection.candidates.values()
-        for candidate in variants
-        if not candidate.eligible
-    ]
-
-
 def overrides_yaml(selection: Selection, today: date | None = None) -> str:
     """The overrides file: a header saying where the choice came from, then {method: overrides}."""
     day = (today or date.today()).isoformat()
@@ -247,8 +234,8 @@ def run_select(results: Path, split: str, out: Path | None, today: date | None =
     selection = select(results, split, by)
     print(f"{selection.results}: {rule_text(selection)}.")
     print(table(selection))
-    for line in dropped(selection):
-        print(line)
+    for candidate in (c for variants in selection.candidates.values() for c in variants if not c.eligible):
+        print(f"dropped {candidate.label}: {candidate.why_dropped()}")
     missing = [group for group in selection.candidates if group not in selection.chosen]
     if missing:
         raise MixtuneError(

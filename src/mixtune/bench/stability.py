@@ -9,13 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from mixtune.bench.runs import DASH, Run, mean_std
+from mixtune.bench.runs import DASH, Run, cell_runs, mean_std
 from mixtune.bench.tables import fmt, markdown_table
-
-
-def cell_runs(runs: list[Run], method: str, task: str) -> list[Run]:
-    """One table cell's runs, one per seed."""
-    return [r for r in runs if r.method == method and r.task == task]
 
 
 def failed_counts(failed: list[dict[str, Any]], model: str, size: int | None, methods: list[str]) -> Counter[tuple[str, str]]:
@@ -24,14 +19,9 @@ def failed_counts(failed: list[dict[str, Any]], model: str, size: int | None, me
     for record in failed:
         key = record["key"]
         if ((key["model"] or "default"), key["size"]) == (model, size):
-            counts[(_row_label(key, methods), key["task"])] += 1
+            tagged = f"{key['method']}@{key['config_hash']}"  # where finished runs show one row per config hash
+            counts[(tagged if tagged in methods else key["method"], key["task"])] += 1
     return counts
-
-
-def _row_label(key: dict[str, Any], methods: list[str]) -> str:
-    """A failed cell's row: "method@hash" where the method's finished runs are shown one row per config hash."""
-    tagged = f"{key['method']}@{key['config_hash']}"
-    return tagged if tagged in methods else key["method"]
 
 
 def stability_table(runs: list[Run], tasks: list[str], methods: list[str], failed: Counter[tuple[str, str]]) -> list[str]:
@@ -62,22 +52,14 @@ def disagreement(first: list, second: list, regression: bool) -> float:
     return float(1.0 - np.corrcoef(a, b)[0, 1])
 
 
-def mean_disagreement(cell: list[Run]) -> float | None:
-    """The mean disagreement over every pair of seeds with stored predictions; None with fewer than two."""
-    found = [r for r in cell if r.predictions is not None]
-    pairs = [disagreement(a.predictions, b.predictions, a.regression) for a, b in combinations(found, 2)]
-    return float(np.mean(pairs)) if pairs else None
-
-
 def disagreement_table(runs: list[Run], tasks: list[str], methods: list[str]) -> list[str]:
     """Per method and task: the mean pairwise seed disagreement (n = seeds with predictions)."""
-    rows = []
-    for method in methods:
-        row = [method]
-        for task in tasks:
-            cell = cell_runs(runs, method, task)
-            value = mean_disagreement(cell)
-            seeds = sum(r.predictions is not None for r in cell)
-            row.append(DASH if value is None else f"{value:.3f} (n={seeds})")
-        rows.append(row)
+    rows = [[method, *(_disagreement_cell(cell_runs(runs, method, t)) for t in tasks)] for method in methods]
     return markdown_table(["method", *tasks], rows)
+
+
+def _disagreement_cell(cell: list[Run]) -> str:
+    """The mean disagreement over every pair of seeds with stored predictions; a dash with fewer than two."""
+    found = [r for r in cell if r.predictions is not None]
+    pairs = [disagreement(a.predictions, b.predictions, a.regression) for a, b in combinations(found, 2)]
+    return f"{float(np.mean(pairs)):.3f} (n={len(found)})" if pairs else DASH

@@ -7,10 +7,13 @@ import re
 import statistics
 from collections import Counter
 from collections.abc import Callable
+from operator import attrgetter
 
 import numpy as np
 
-from mixtune.bench.runs import DASH, Run, mean_std, ordered, paired_ratio, scores_of, seed_averages
+from mixtune.bench.runs import DASH, Run, cell_runs, mean_std, ordered, paired_ratio, seed_averages
+
+COST_FIELDS = (attrgetter("seconds"), attrgetter("cpu_seconds"), attrgetter("memory_mb"))  # ratios in cost_table
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -26,7 +29,7 @@ def fmt(value: float | None, signed: bool = False) -> str:
 
 def score_table(runs: list[Run], tasks: list[str], methods: list[str]) -> list[str]:
     """Methods x (tasks + Average): mean ± std over seeds, best mean per column in bold, (n=k) where n differs."""
-    columns = {task: {m: scores_of(runs, m, task) for m in methods} for task in tasks}
+    columns = {task: {m: [r.score for r in cell_runs(runs, m, task)] for m in methods} for task in tasks}
     columns["Average"] = {m: seed_averages(runs, m, tasks) for m in methods}
     counts = Counter(len(v) for column in columns.values() for v in column.values() if v)
     usual_n = counts.most_common(1)[0][0]
@@ -57,25 +60,13 @@ def cost_table(runs: list[Run], methods: list[str], baseline: str) -> list[str]:
     rows = []
     for method in methods:
         own = [r for r in runs if r.method == method]
-        ratios = [paired_ratio(runs, method, baseline, value) for value in (seconds_of, cpu_of, memory_of)]
+        ratios = [paired_ratio(runs, method, baseline, value) for value in COST_FIELDS]
         times = [fmt(ratio) + ("x" if ratio is not None else "") for ratio in ratios]
         rows.append([method, str(len(own)), f"{statistics.median(r.seconds for r in own):.1f}", *times[:2],
                      f"{statistics.median(r.memory_mb for r in own):.0f}", times[2]])
     header = ["method", "runs", "median time (s)", f"time / {baseline}", f"CPU time / {baseline}",
               "median peak memory (MB)", f"memory / {baseline}"]
     return markdown_table(header, rows)
-
-
-def seconds_of(run: Run) -> float:
-    return run.seconds
-
-
-def cpu_of(run: Run) -> float | None:
-    return run.cpu_seconds
-
-
-def memory_of(run: Run) -> float:
-    return run.memory_mb
 
 
 def per_role_table(runs: list[Run], methods: list[str], cell: Callable[[list[dict]], str]) -> list[str]:
@@ -168,10 +159,8 @@ def settings_table(runs: list[Run], methods: list[str]) -> list[str]:
     rows = []
     for method in methods:
         own = [r for r in runs if r.method == method]
-        lrs = sorted({str(r.hyperparameters.get("lr", DASH)) for r in own})
-        epochs = sorted({str(r.hyperparameters.get("epochs", DASH)) for r in own})
-        hashes = sorted({r.config_hash for r in own})
-        row = [method, ", ".join(lrs), ", ".join(epochs), ", ".join(hashes)]
+        settings = [{str(r.hyperparameters.get(key, DASH)) for r in own} for key in ("lr", "epochs")]
+        row = [method, *(", ".join(sorted(values)) for values in [*settings, {r.config_hash for r in own}])]
         if sources:
             files = ordered(f"`{file}`{entry}" for m, file, _, entry in sources if m == method)
             row.append(", ".join(files) or "the bench config")
@@ -180,7 +169,6 @@ def settings_table(runs: list[Run], methods: list[str]) -> list[str]:
     headers = dict.fromkeys((file, text) for _, file, text, _ in sources)
     notes = [f"- `{file}`: {text or '(no header)'}" for file, text in headers]
     return markdown_table(header, rows) + ([""] + notes if notes else [])
-
 
 
 def selection_table(runs: list[Run], tasks: list[str], methods: list[str]) -> list[str]:
