@@ -10,8 +10,8 @@ from mixtune.config import (
     RunConfig,
     build_config,
     resolve_form_defaults,
-    validate,
 )
+from mixtune.config_checks import validate
 from mixtune.errors import MixtuneError
 
 RELEASED = {

@@ -12,14 +12,13 @@ from mixtune.bench.cli import add_bench_parsers
 from mixtune.cli_help import key_help, metavar
 from mixtune.config import (
     PAIR_ENCODINGS,
-    POOLING_CHOICES,
-    PRECISION_CHOICES,
     RunConfig,
     build_config,
     flag_specs,
     load_yaml,
     set_dotted,
 )
+from mixtune.config_checks import POOLING_CHOICES, PRECISION_CHOICES
 from mixtune.data.glue import glue_task
 from mixtune.errors import MixtuneError
 from mixtune.method_names import METHOD_NAMES, OWN_PAIR_ENCODINGS

@@ -1,6 +1,6 @@
 """`mixtune train --help` text for every config key: what it does, its allowed values, its default.
 
-Defaults and allowed values are read from mixtune.config (RunConfig's defaults, CHOICES, the mixup forms'
+Defaults and allowed values are read from mixtune.config and mixtune.config_checks (RunConfig's defaults, CHOICES, the mixup forms'
 FORM_DEFAULTS), the task names from the GLUE registry and the methods' names and defaults from
 mixtune.method_names (kept equal to the registry by a test), so the help cannot drift from what a run does.
 Light: no torch.
@@ -11,7 +11,8 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-from mixtune.config import CHOICES, FORM_DEFAULTS, RunConfig
+from mixtune.config import FORM_DEFAULTS, RunConfig
+from mixtune.config_checks import CHOICES
 from mixtune.data.glue import ALIASES, GLUE_TASKS
 from mixtune.method_names import COMMON_EPOCHS, COMMON_LR, OWN_EPOCHS, OWN_LRS
 

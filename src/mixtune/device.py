@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from mixtune.config import check_device_setting, check_precision_setting
+from mixtune.config_checks import check_device_setting, check_precision_setting
 from mixtune.errors import MixtuneError
 
 if TYPE_CHECKING:

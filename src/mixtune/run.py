@@ -24,7 +24,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mixtune.config import RunConfig, resolve_form_defaults, save_yaml, validate
+from mixtune.config import RunConfig, resolve_form_defaults, save_yaml
+from mixtune.config_checks import validate
 from mixtune.data import load_task
 from mixtune.data.batching import by_length, clamp_max_length, encode, length_order, make_loader
 from mixtune.data.examples import TaskSpec

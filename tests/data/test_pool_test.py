@@ -69,7 +69,7 @@ def test_a_pool_too_small_for_train_dev_and_pool_test_is_refused():
 
 
 def test_config_refuses_a_pool_test_size_below_one():
-    from mixtune.config import validate
+    from mixtune.config_checks import validate
 
     with pytest.raises(MixtuneError, match="'data.pool_test_size' must be at least 1"):
         validate(build_config({"data": {"pool_test_size": 0}}))
