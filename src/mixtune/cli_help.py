@@ -1,7 +1,7 @@
 """`mixtune train --help` text for every config key: what it does, its allowed values, its default.
 
-Defaults and allowed values are read from mixtune.config and mixtune.config_checks (RunConfig's defaults, CHOICES, the mixup forms'
-FORM_DEFAULTS), the task names from the GLUE registry and the methods' names and defaults from
+Defaults and allowed values are read from mixtune.config and mixtune.config_checks (RunConfig's defaults,
+CHOICES, the mixup forms' FORM_DEFAULTS), the task names from the GLUE registry and the methods' names and defaults from
 mixtune.method_names (kept equal to the registry by a test), so the help cannot drift from what a run does.
 Light: no torch.
 """
