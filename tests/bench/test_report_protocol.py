@@ -6,12 +6,14 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 import yaml
 
 from mixtune.bench.grid import Protocol
 from mixtune.bench.report import write_report
 from mixtune.bench.runs import load_runs
 from mixtune.cli import main
+from mixtune.errors import MixtuneError
 
 from .conftest import record_line, write_records
 from .test_bench_report import row
@@ -119,3 +121,22 @@ def test_mixup_runs_with_a_quantised_alpha_are_left_out_with_a_note(tmp_path):
     text = report_text(tmp_path, lines)
     assert "Left out of every table: 2 mixup-family run(s) in bf16/fp16 recorded before record version 2" in text
     assert "99.00" not in text
+
+
+def test_report_scores_the_pool_test_split_when_asked_and_refuses_runs_without_it(tmp_path):
+    lines = []
+    for seed in (11, 12, 13):
+        for method, test, pool in (("vanilla", 70.0, 60.0 + seed), ("mixup-blo", 71.0, 62.0 + seed)):
+            line = record_line("sst2", method, seed, test)
+            line["metrics"]["pool_test"] = {"accuracy": pool}
+            lines.append(line)
+    results = tmp_path / "results.jsonl"
+    write_records(results, lines)
+    assert main(["report", str(results), "--out", str(tmp_path / "out"), "--split", "pool_test"]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "'pool_test' split" in text and "| mixup-blo | **74.00 ± 1.00** |" in text  # the pool_test scores, not 71
+    assert "+2.00 [+2.00, +2.00]" in text
+    lines[0]["metrics"].pop("pool_test")
+    write_records(results, lines)
+    with pytest.raises(MixtuneError, match="1 finished runs have no 'pool_test' split .*sst2 vanilla n300 s11"):
+        write_report([results], tmp_path / "out2", split="pool_test")

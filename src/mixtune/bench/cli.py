@@ -62,6 +62,10 @@ def add_bench_parsers(subparsers) -> None:
         "--config", help="the grid config the results came from: its headline_tasks get a verdict of their own and "
         "its rivals are the rows the focus method is judged against (both named before the run) (default: none)",
     )
+    report.add_argument(
+        "--split", help="score every run on this split instead of its test set, e.g. pool_test (runs made with "
+        "data.pool_test_size) (default: the test set)",
+    )
     report.set_defaults(handler=cmd_report)
 
     select = subparsers.add_parser(
@@ -152,7 +156,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from mixtune.bench.report import write_report
 
     protocol = load_protocol(args.config) if args.config else Protocol()
-    headline = write_report(paths, out, args.baseline, args.focus, protocol)
+    headline = write_report(paths, out, args.baseline, args.focus, protocol, args.split)
     print(headline)
     print(f"report: {out / 'report.md'}")
     return 0

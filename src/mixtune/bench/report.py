@@ -41,15 +41,20 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(text).name)
 
 
+PLOT_PATTERNS = ("seeds_*.png", "dev_curves_*.png", "alpha_*.png", "sizes_*.png")
+
+
 def write_report(
-    paths: list[Path], out: Path, baseline: str = "vanilla", focus: str = "mixup-blo", protocol: Protocol = Protocol()
+    paths: list[Path], out: Path, baseline: str = "vanilla", focus: str = "mixup-blo", protocol: Protocol = Protocol(),
+    split: str | None = None,
 ) -> str:
-    """Write out/report.md and the plots; returns the headline table(s) as text."""
-    loaded = load_runs(paths)
+    """Write out/report.md and the plots; returns the headline table(s) as text. `split`: see load_runs."""
+    loaded = load_runs(paths, split)
     runs = loaded.runs
     out.mkdir(parents=True, exist_ok=True)
-    remove_old_plots(out)
-    lines = ["# Benchmark report", "", *_overview(paths, loaded, baseline)]
+    for stale in (path for pattern in PLOT_PATTERNS for path in out.glob(pattern)):
+        stale.unlink()  # a report rewrites its folder's plots: one it no longer draws must not linger
+    lines = ["# Benchmark report", "", *_overview(paths, loaded, baseline, split)]
     headline = []
     levels = chance_levels(runs)
     for model, size in sorted({(r.model, r.size) for r in runs}, key=lambda g: (g[0], -1 if g[1] is None else g[1])):
@@ -79,26 +84,18 @@ def write_report(
     return "\n".join(headline)
 
 
-PLOT_PATTERNS = ("seeds_*.png", "dev_curves_*.png", "alpha_*.png", "sizes_*.png")
-
-
-def remove_old_plots(out: Path) -> None:
-    """A report rewrites its folder's plots: one a new report no longer draws must not linger beside it."""
-    for pattern in PLOT_PATTERNS:
-        for stale in out.glob(pattern):
-            stale.unlink()
-
-
 def method_order(runs: list[Run], baseline: str) -> list[str]:
     """The baseline first, then methods as they first appear in the results (the config's order)."""
     return ordered((r.method for r in runs), (baseline,))
 
 
-def _overview(paths: list[Path], loaded: Loaded, baseline: str) -> list[str]:
+def _overview(paths: list[Path], loaded: Loaded, baseline: str, split: str | None) -> list[str]:
     lines = [
         f"From {', '.join(f'`{p}`' for p in paths)}: {len(loaded.runs)} finished runs; "
         f"{len(loaded.failed)} cells failed with no finished run" + (" (listed at the end)." if loaded.failed else "."),
-        f"Scores are in percent on the task's test set (the official GLUE dev set; MNLI: matched). Baseline: {baseline}.",
+        (f"Scores are in percent on each run's {split!r} split (see its note below), not on the test set. "
+         if split else "Scores are in percent on the task's test set (the official GLUE dev set; MNLI: matched). ")
+        + f"Baseline: {baseline}.",
         "",
     ]
     if loaded.excluded:

@@ -66,9 +66,10 @@ class Loaded:
 
 
 # --- reading ------------------------------------------------------------------------------------------
-def load_runs(paths: list[Path]) -> Loaded:
+def load_runs(paths: list[Path], split: str | None = None) -> Loaded:
     """The last ok record of every cell, and the last failure of cells with no ok record; runs whose alpha was
-    quantised (quantised_alpha) are set aside in `excluded`, out of every table."""
+    quantised (quantised_alpha) are set aside in `excluded`, out of every table. `split` scores every run on that
+    split (e.g. pool_test) instead of its test set."""
     records = []
     for path in paths:
         if not path.is_file():
@@ -80,7 +81,12 @@ def load_runs(paths: list[Path]) -> Loaded:
         raise MixtuneError(f"no finished runs in {', '.join(map(str, paths))}: run mixtune bench first")
     labels = row_labels(ok)
     excluded = [r for r in latest if r["status"] == "ok" and quantised_alpha(r)]
-    return Loaded([to_run(r, labels) for r in ok], [r for r in latest if r["status"] != "ok"], excluded)
+    missing = [r["key"] for r in ok if split is not None and split not in r["metrics"]]
+    if missing:
+        k = missing[0]
+        raise MixtuneError(f"{len(missing)} finished runs have no {split!r} split (first: {k['task']} {k['method']} "
+                           f"n{k['size']} s{k['seed']}): report them without --split, or rerun with data.pool_test_size")
+    return Loaded([to_run(r, labels, split) for r in ok], [r for r in latest if r["status"] != "ok"], excluded)
 
 
 def quantised_alpha(record: dict[str, Any]) -> bool:
@@ -95,18 +101,20 @@ def quantised_alpha(record: dict[str, Any]) -> bool:
     )
 
 
-def reported_split(metrics: dict[str, dict]) -> str:
-    """The split a table reports: "test", or MNLI's "matched"."""
+def reported_split(metrics: dict[str, dict], split: str | None = None) -> str:
+    """The split a table reports: the one asked for, else "test", or MNLI's "matched"."""
+    if split is not None:
+        return split
     for name in ("test", "matched"):
         if name in metrics:
             return name
     return next(name for name in metrics if name != "dev")
 
 
-def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
+def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str], split: str | None = None) -> Run:
     key = record["key"]
     metric = record["main_metric"]
-    split = reported_split(record["metrics"])
+    split = reported_split(record["metrics"], split)
     scores = record["metrics"][split]
     score = float(scores[metric])
     degenerate = scores.get("constant_predictions") == 1 or (metric in CORRELATION_METRICS and score == 0.0)
@@ -121,7 +129,7 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str]) -> Run:
         hyperparameters=record.get("hyperparameters", {}), config_hash=key["config_hash"],
         alpha=record.get("alpha_summary"), notes=notes, settings_from=record.get("settings_from"),
         search_cached=bool(record.get("search_cached")),
-        last_step_score=float(last[reported_split(last)][metric]) if last else None,
+        last_step_score=float(last[reported_split(last, split)][metric]) if last and split in last else None,
         dev_curve=record.get("log", {}).get("finetune", {}).get("dev_curve", []),
         alpha_diagnostics=record.get("log", {}).get("alpha_diagnostics"),
         predictions=record.get("predictions", {}).get(split),
