@@ -21,7 +21,7 @@ MAX_SERIES = 8  # lines per panel: more and the colours repeat or blur together,
 FACET_COLUMNS = 3  # panels per row in a faceted figure: with a legend beside it, about 1,500 px wide
 DPI = 110
 PERCENT_METRICS = {"accuracy", "f1", "macro_f1"}  # the rest (mcc, spearman, pearson) are correlations x 100
-FLAT_SHARE = 1e-3  # a heatmap whose shares all lie within this is one colour: alpha did not move
+FLAT_SHARE = 0.01  # shares that all lie within one point of each other: alpha hardly moved, a heatmap shows noise
 
 
 def metric_label(metric: str, split: str) -> str:
@@ -169,7 +169,7 @@ def alpha_matrix(runs: list[Run]) -> tuple[np.ndarray, list[str], list[str]]:
 
 def flat_share(runs: list[Run]) -> float | None:
     """The one pretrained share of every (task, role, layer) cell when they all lie within FLAT_SHARE (a heatmap
-    of it would be a single colour: alpha did not move); None when they differ."""
+    of it would show only noise: alpha hardly moved); None when they differ."""
     tasks = sorted({r.task for r in runs})
     matrices = [alpha_matrix([r for r in runs if r.task == task])[0] for task in tasks]
     finite = np.concatenate([m[np.isfinite(m)] for m in matrices]) if matrices else np.array([])
@@ -180,7 +180,7 @@ def flat_share(runs: list[Run]) -> float | None:
 
 def alpha_heatmap(runs: list[Run], tasks: list[str], path: Path, title: str) -> None:
     """Per task: module role x layer, coloured and annotated by the mean pretrained share (over seeds); the colour
-    scale is the shares' own range inside [0, 1]. Callers skip it when flat_share() says alpha did not move."""
+    scale is the shares' own range inside [0, 1]. Callers skip it when flat_share() says alpha hardly moved."""
     tasks = [task for task in tasks if any(r.task == task for r in runs)]
     matrices = {task: alpha_matrix([r for r in runs if r.task == task]) for task in tasks}
     finite = np.concatenate([m[np.isfinite(m)] for m, _, _ in matrices.values()])

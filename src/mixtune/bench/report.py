@@ -208,7 +208,8 @@ def _alpha_section(runs: list[Run], tasks: list[str], methods: list[str], name: 
         picked = [r for r in runs if r.method == method and r.alpha]
         flat = plots.flat_share(picked) if picked else None
         if flat is not None:
-            lines += [f"{method}: alpha did not move (pretrained share {flat:.3f} in every module and layer): no heatmap.", ""]
+            lines += [f"{method}: alpha hardly moved (pretrained share {flat:.3f}, every module and layer within "
+                      f"{plots.FLAT_SHARE} of each other): no heatmap.", ""]
         elif picked:
             file = f"alpha_{name}_{slug(method)}.png"
             caption = f"{title}: {method}\nmean pretrained share of the mix per layer (over seeds)"
