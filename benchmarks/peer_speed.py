@@ -30,6 +30,7 @@ import tempfile
 import time
 
 import torch
+from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
 
 from mixtune.config import build_config
@@ -45,12 +46,57 @@ from mixtune.run import run
 LABELS = {"hf": "HF Trainer", "mixtune": "mixtune vanilla"}
 
 
-Result = tuple[float, float, float, float]  # training seconds, training CPU seconds, test score, whole-side CPU seconds
+# training seconds, training CPU seconds, test score, whole-side CPU seconds, padded tokens trained on
+Result = tuple[float, float, float, float, int]
+
+
+class ReplayedOrder(torch.utils.data.Sampler[int]):
+    """The example order of mixtune's training loader, pass after pass (--batch-order mixtune).
+
+    Each pass draws from a DataLoader built as mixtune.data.batching.make_loader builds it (batch size, shuffle,
+    a generator seeded with the run's seed), so the Trainer gets the batches mixtune trains on, padded alike.
+    Not a RandomSampler: accelerate would swap that for its own seedable one.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int) -> None:
+        self.size = size
+        self.loader = DataLoader(range(size), batch_size=batch_size, shuffle=True,
+                                 generator=torch.Generator().manual_seed(seed), collate_fn=list)
+
+    def __iter__(self):
+        return (index for batch in self.loader for index in batch)
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class ReplayingTrainer(Trainer):
+    """Trainer whose training batches follow mixtune's order (ReplayedOrder)."""
+
+    def __init__(self, *trainer_args, order: ReplayedOrder, **kwargs) -> None:
+        super().__init__(*trainer_args, **kwargs)
+        self.order = order
+
+    def _get_train_sampler(self, train_dataset=None) -> torch.utils.data.Sampler:
+        return self.order
+
+
+class PaddedTokens(DataCollatorWithPadding):
+    """DataCollatorWithPadding that counts the padded tokens of its batches (the work a step does)."""
+
+    def __init__(self, tokenizer) -> None:
+        super().__init__(tokenizer)
+        self.tokens = 0
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = super().__call__(features)
+        self.tokens += batch["input_ids"].numel()
+        return batch
 
 
 def hf_trainer(args: argparse.Namespace, task, train_features: list[dict], tokenizer) -> Result:
     """Training wall and CPU seconds, test score, CPU seconds of load + train + score of transformers' Trainer with
-    its defaults, on mixtune's features."""
+    its defaults, on mixtune's features (in mixtune's batch order under --batch-order mixtune)."""
     cpu_started = time.process_time()
     model = AutoModelForSequenceClassification.from_pretrained(resolve_model(None), num_labels=task.spec.num_labels)
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,12 +105,17 @@ def hf_trainer(args: argparse.Namespace, task, train_features: list[dict], token
             num_train_epochs=args.epochs, seed=args.seed, eval_strategy="no", save_strategy="no",
             report_to="none", disable_tqdm=True, logging_strategy="no",
         )
-        trainer = Trainer(model=model, args=training, train_dataset=train_features, data_collator=DataCollatorWithPadding(tokenizer))
+        collator = PaddedTokens(tokenizer)
+        common = dict(model=model, args=training, train_dataset=train_features, data_collator=collator)
+        if args.batch_order == "mixtune":
+            trainer = ReplayingTrainer(**common, order=ReplayedOrder(len(train_features), args.batch_size, args.seed))
+        else:
+            trainer = Trainer(**common)
         started, cpu_train = time.perf_counter(), time.process_time()
         trainer.train()
         seconds, cpu_train = time.perf_counter() - started, time.process_time() - cpu_train
     score = test_score(trainer.model, task, tokenizer)
-    return seconds, cpu_train, score, time.process_time() - cpu_started
+    return seconds, cpu_train, score, time.process_time() - cpu_started, collator.tokens
 
 
 def test_score(model, task, tokenizer) -> float:
@@ -81,9 +132,18 @@ def mixtune_vanilla(args: argparse.Namespace) -> Result:
     CPU seconds, which a busy machine inflates far less than wall seconds.
     """
     loop_cpu: list[float] = []
+    tokens = [0]
     plain_loop = base.train_loop
 
     def timed_loop(*loop_args, **kwargs):
+        collate = loop_args[1].collate_fn
+
+        def counted(features: list[dict]) -> dict:
+            batch = collate(features)
+            tokens[0] += batch["input_ids"].numel()
+            return batch
+
+        loop_args[1].collate_fn = counted
         cpu = time.process_time()
         result = plain_loop(*loop_args, **kwargs)
         loop_cpu.append(time.process_time() - cpu)
@@ -101,7 +161,7 @@ def mixtune_vanilla(args: argparse.Namespace) -> Result:
     finally:
         base.train_loop = plain_loop
     score = record["metrics"][next(iter(record["predictions"]))][record["main_metric"]]
-    return record["time_s"]["finetune"], sum(loop_cpu), score, time.process_time() - cpu_started
+    return record["time_s"]["finetune"], sum(loop_cpu), score, time.process_time() - cpu_started, tokens[0]
 
 
 def main() -> None:
@@ -117,6 +177,8 @@ def main() -> None:
     parser.add_argument("--select", default="last", choices=["last", "best-dev"])
     parser.add_argument("--pooling", default="cls", help="mixtune's head (cls: the same plain head as the Trainer's)")
     parser.add_argument("--order", default="hf-first", choices=["hf-first", "mixtune-first"])
+    parser.add_argument("--batch-order", default="mixtune", choices=["mixtune", "own"],
+                        help="the Trainer's batches: mixtune's (the same padding: loop against loop) or its own sampler's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -135,12 +197,13 @@ def main() -> None:
             results["hf"] = hf_trainer(args, task, train_features, tokenizer)
         else:
             results["mixtune"] = mixtune_vanilla(args)
-        seconds, cpu_train, score, cpu = results[side]
-        print(f"{LABELS[side]:<16} train {seconds:7.1f} s (CPU {cpu_train:.1f} s)   test {task.spec.main_metric} "
-              f"{score:.2f}   (CPU {cpu:.1f} s for load, train and scoring)", flush=True)
+        seconds, cpu_train, score, cpu, tokens = results[side]
+        print(f"{LABELS[side]:<16} train {seconds:7.1f} s (CPU {cpu_train:.1f} s, {tokens} padded tokens)   test "
+              f"{task.spec.main_metric} {score:.2f}   (CPU {cpu:.1f} s for load, train and scoring)", flush=True)
     mine, theirs = results["mixtune"], results["hf"]
     print(f"mixtune / HF: training time {mine[0] / theirs[0]:.2f}x, training CPU {mine[1] / theirs[1]:.2f}x, "
-          f"whole-side CPU {mine[3] / theirs[3]:.2f}x (mixtune select {args.select}, pooling {args.pooling})")
+          f"whole-side CPU {mine[3] / theirs[3]:.2f}x, padded tokens {mine[4] / theirs[4]:.3f}x "
+          f"(mixtune select {args.select}, pooling {args.pooling}, HF batch order {args.batch_order})")
 
 
 if __name__ == "__main__":
