@@ -1,38 +1,44 @@
-"""mixtune's vanilla finetuning against transformers' Trainer: the same examples, steps, batch size, lr and threads.
+"""mixtune's vanilla finetuning against transformers' Trainer: the same batches, steps, lr and threads.
 
     OMP_NUM_THREADS=1 python benchmarks/peer_speed.py [--task sst2] [--train-size 300] [--epochs 10]
         [--batch-size 16] [--lr 2e-5] [--threads 1] [--seed 1] [--select last] [--pooling cls]
-        [--order hf-first] [--data-dir ../shared/data/glue]
+        [--repeats 3] [--batch-order mixtune] [--data-dir ../shared/data/glue]
 
-Both runs happen one after the other in this process, on the same training subset (mixtune's low-resource draw for
---seed: --train-size examples) tokenised once by mixtune, for the same number of optimiser steps (epochs x
-ceil(n / batch)), at the same batch size, lr and torch thread count (--threads, default: OMP_NUM_THREADS or 1):
+Both sides run in this process, on the same training subset (mixtune's low-resource draw for --seed: --train-size
+examples) tokenised once by mixtune, for the same number of optimiser steps (epochs x ceil(n / batch)), at the same
+batch size, lr and torch thread count (--threads, default: OMP_NUM_THREADS or 1):
   HF Trainer   transformers' Trainer on AutoModelForSequenceClassification (the architecture's plain head) with its
                own defaults otherwise (optimiser adamw_torch_fused, linear schedule without warmup, no weight decay,
-               clipping at 1.0); no evaluation, no checkpoints, no logging integrations.
+               clipping at 1.0); no evaluation, no checkpoints, no logging integrations. Under --batch-order mixtune
+               (the default) it trains on mixtune's batches in mixtune's order, so both loops pad the same tokens
+               (a different shuffle alone moved the padded tokens by 2% on SST-2); --batch-order own keeps its sampler.
   mixtune      `mixtune train --method vanilla` (mixtune.run.run, nothing written) with --pooling (default cls: the
                same head) and --select (default last: no dev evaluation while training; best-dev shows its cost).
-Each line: the training wall time (HF: trainer.train(); mixtune: the finetune phase's train_loop), the test score
-on the task's test split (both scored by mixtune.metrics.evaluate in length-sorted batches) and the CPU seconds
-of the whole side (model loading, training, scoring; robust to a busy machine, where wall times are not); the
-last line is mixtune over HF for both (issue 31's target: 1.0 for training time).
-Price: the defaults on one thread take about 4 minutes (each side about 70-115 s of training, plus model loading
-and scoring the 872 SST-2 test examples); --epochs 1 about 45 s.
-Measured on the development machine (2 shared cores, busy; one thread, SST-2 n = 300, 190 steps, select last):
-HF 113.6 s, mixtune 105.6 s of training (0.93x), CPU of each whole side 107.0 s and 108.7 s (1.02x).
+--repeats rounds of the pair, the first side alternating by round. Each line: the training wall time (HF:
+trainer.train(); mixtune: the finetune phase's train_loop), its CPU seconds, the padded tokens trained on, the test
+score (both scored by mixtune.metrics.evaluate in length-sorted batches) and the CPU seconds of the whole side. The
+last lines: mixtune over HF, the geometric mean over rounds with its 95% t-interval (issue 31's target: at most 1.0x
+training time). On a busy machine (another job on the other core) one side's time moved by 20% between two
+identical runs: measure on a quiet machine, and read the interval.
+Price: about 3.5 minutes a round on one thread (each side about 90-100 s of training, plus loading and scoring
+the 872 SST-2 test examples); --epochs 1 about 45 s a round.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 import time
 
 import torch
 from torch.utils.data import DataLoader
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import (
+    AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed,
+)
 
+from mixtune.bench.stats import compare
 from mixtune.config import build_config
 from mixtune.data import load_task
 from mixtune.data.batching import by_length, encode, make_loader
@@ -98,6 +104,7 @@ def hf_trainer(args: argparse.Namespace, task, train_features: list[dict], token
     """Training wall and CPU seconds, test score, CPU seconds of load + train + score of transformers' Trainer with
     its defaults, on mixtune's features (in mixtune's batch order under --batch-order mixtune)."""
     cpu_started = time.process_time()
+    set_seed(args.seed)  # the head's initial weights: the same in every round (Trainer seeds only after this)
     model = AutoModelForSequenceClassification.from_pretrained(resolve_model(None), num_labels=task.spec.num_labels)
     with tempfile.TemporaryDirectory() as tmp:
         training = TrainingArguments(
@@ -176,7 +183,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--select", default="last", choices=["last", "best-dev"])
     parser.add_argument("--pooling", default="cls", help="mixtune's head (cls: the same plain head as the Trainer's)")
-    parser.add_argument("--order", default="hf-first", choices=["hf-first", "mixtune-first"])
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of (mixtune, HF), alternating which goes first; the ratio's interval is over rounds")
     parser.add_argument("--batch-order", default="mixtune", choices=["mixtune", "own"],
                         help="the Trainer's batches: mixtune's (the same padding: loop against loop) or its own sampler's")
     args = parser.parse_args()
@@ -191,20 +199,39 @@ def main() -> None:
     print(f"{args.task} n={len(train_features)}, {steps} steps of batch {args.batch_size} at lr {args.lr}, "
           f"{torch.get_num_threads()} thread(s), torch {torch.__version__}")
 
-    results = {}
-    for side in (("hf", "mixtune") if args.order == "hf-first" else ("mixtune", "hf")):
-        if side == "hf":
-            results["hf"] = hf_trainer(args, task, train_features, tokenizer)
-        else:
-            results["mixtune"] = mixtune_vanilla(args)
-        seconds, cpu_train, score, cpu, tokens = results[side]
-        print(f"{LABELS[side]:<16} train {seconds:7.1f} s (CPU {cpu_train:.1f} s, {tokens} padded tokens)   test "
-              f"{task.spec.main_metric} {score:.2f}   (CPU {cpu:.1f} s for load, train and scoring)", flush=True)
-    mine, theirs = results["mixtune"], results["hf"]
-    print(f"mixtune / HF: training time {mine[0] / theirs[0]:.2f}x, training CPU {mine[1] / theirs[1]:.2f}x, "
-          f"whole-side CPU {mine[3] / theirs[3]:.2f}x, padded tokens {mine[4] / theirs[4]:.3f}x "
-          f"(mixtune select {args.select}, pooling {args.pooling}, HF batch order {args.batch_order})")
+    rounds = [run_round(args, task, train_features, tokenizer, r) for r in range(args.repeats)]
+    for name, field in (("training time", 0), ("training CPU", 1)):
+        ratios = [mine[field] / theirs[field] for mine, theirs in rounds]
+        print(f"mixtune / HF {name}: {summarise(ratios)}")
+    mine, theirs = rounds[0]
+    print(f"padded tokens {mine[4] / theirs[4]:.3f}x (mixtune select {args.select}, pooling {args.pooling}, "
+          f"HF batch order {args.batch_order}); the goal is a training-time ratio of at most 1.0x")
 
+
+def run_round(args: argparse.Namespace, task, train_features: list[dict], tokenizer, round_index: int
+              ) -> tuple[Result, Result]:
+    """One (mixtune, HF) pair of runs; the side that goes first alternates by round, so drift on a busy machine
+    (another job starting or ending) falls on both sides alike."""
+    results = {}
+    sides = ("hf", "mixtune") if round_index % 2 == 0 else ("mixtune", "hf")
+    for side in sides:
+        results[side] = hf_trainer(args, task, train_features, tokenizer) if side == "hf" else mixtune_vanilla(args)
+        seconds, cpu_train, score, cpu, tokens = results[side]
+        print(f"round {round_index + 1} {LABELS[side]:<16} train {seconds:7.1f} s (CPU {cpu_train:.1f} s, {tokens} "
+              f"padded tokens)   test {task.spec.main_metric} {score:.2f}   (CPU {cpu:.1f} s for load, train and "
+              f"scoring)", flush=True)
+    return results["mixtune"], results["hf"]
+
+
+def summarise(ratios: list[float]) -> str:
+    """The rounds' ratios, their geometric mean and its 95% t-interval over rounds (on log ratios: a ratio's
+    noise is multiplicative); one round gives no interval."""
+    comparison = compare([math.log(ratio) for ratio in ratios])
+    each = ", ".join(f"{ratio:.3f}" for ratio in ratios)
+    if comparison.low is None:
+        return f"{math.exp(comparison.mean):.3f}x (1 round: no interval)"
+    return (f"{math.exp(comparison.mean):.3f}x [{math.exp(comparison.low):.3f}, {math.exp(comparison.high):.3f}] "
+            f"over {comparison.n} rounds ({each})")
 
 if __name__ == "__main__":
     main()
