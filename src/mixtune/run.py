@@ -104,7 +104,8 @@ def run(
     `on_trained(model, record)` sees the trained, evaluated model before export, so a caller can add to
     the record what only the model holds (the benchmark's per-layer alpha summary) without exporting it.
     `search_cache`: a folder where mixup-blo stores and reuses its search phase (see mixtune.mixup.search_cache);
-    a run that reused one has "search_cached": true, and its time_s.search is the original search's.
+    a run that reused one has "search_cached": true, its time_s.search is the original search's, and
+    "cached_search_cpu_s" that search's CPU seconds (cpu_s counts only what this run computed).
     The run computes on config.device in config.precision (mixtune.device); the record's "device" says which.
     """
     validate(config)
@@ -201,6 +202,8 @@ def _run(
     record["peak_memory_mb"] = peak_memory_mb()
     if ctx.search_cached:
         record["search_cached"] = True
+        if ctx.cached_search_cpu_s is not None:
+            record["cached_search_cpu_s"] = ctx.cached_search_cpu_s  # cpu_s leaves it out: this run did not search
     if on_trained is not None:
         on_trained(model, record)
     if not write:

@@ -34,7 +34,7 @@ class FitContext:
     `dev_features` and `evaluate_dev(model) -> score` (the task's main metric on the run's dev split, higher is
     better) let the loop keep the best checkpoint and let methods choose a setting on dev.
     `search_cache`: a folder where mixup-blo keeps finished searches (None: no caching); a method that
-    loaded its search from there sets `search_cached`.
+    loaded its search from there sets `search_cached`, and `cached_search_cpu_s` to the CPU seconds that search took.
     """
 
     features: list[dict]
@@ -48,6 +48,7 @@ class FitContext:
     phase_times: dict[str, float] = field(default_factory=dict)
     log: dict[str, Any] = field(default_factory=dict)
     search_cached: bool = False
+    cached_search_cpu_s: float | None = None
     last_step_state: dict[str, torch.Tensor] | None = None
 
     def loader(self, features: list[dict] | None = None, shuffle: bool = True, seed_offset: int = 0) -> DataLoader:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mixtune.bench.report import write_report
-from mixtune.bench.runs import load_runs, reported_split
+from mixtune.bench.runs import load_runs, reported_split, searched_cpu_seconds
 from mixtune.errors import MixtuneError
 
 from .conftest import record_line, write_records
@@ -174,6 +174,15 @@ def test_cost_in_cpu_time_pairs_only_runs_that_recorded_it(tmp_path):
     cost = section((tmp_path / "out" / "report.md").read_text() + "## Model default, n = 500", "Cost")
     # wall: 1.5, 1.5, 4.4 -> median 1.5; CPU: 3.0 and 4.4 -> median 3.7
     assert row(cost, "mixup-blo")[2:4] == ["1.50x", "3.70x"]
+
+
+def test_a_reused_search_counts_at_its_stored_cpu_time_not_its_wall_time():
+    """A search that took 200 s of wall time on a busy machine but 90 s of CPU: the reusing run costs 20 + 90."""
+    cached = record_line("rte", "mixup-blo", 3, 50, seconds=20.0, cpu_s=20.0, search_cached=True,
+                         time_s={"total": 20.0, "search": 200.0})
+    assert searched_cpu_seconds(cached, 220.0) == 200.0  # an older entry: only its wall time is known
+    assert searched_cpu_seconds({**cached, "cached_search_cpu_s": 90.0}, 220.0) == 90.0
+    assert searched_cpu_seconds(record_line("rte", "mixup-blo", 1, 50, seconds=150.0, cpu_s=150.0), 150.0) == 0.0
 
 
 def test_selection_section_compares_the_chosen_and_the_last_step(tmp_path):

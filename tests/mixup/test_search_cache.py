@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mixtune.methods.mixup_blo as blo
@@ -40,6 +41,9 @@ def test_a_cached_search_gives_bit_identical_metrics_and_is_not_run(dropout_mode
     assert second["search_cached"] is True and "search_cached" not in first and "search_cached" not in plain
     assert second["log"]["search"]["cached"] == key
     assert second["time_s"]["search"] == first["time_s"]["search"] > 0  # the real search's seconds
+    stored = json.loads((cache / f"{key}.json").read_text())["cpu_seconds"]
+    assert second["cached_search_cpu_s"] == stored > 0 and "cached_search_cpu_s" not in first
+    assert second["cpu_s"] < first["cpu_s"]  # the reusing run's own CPU time leaves the search out
     assert second["log"]["search"]["val_indices"] == first["log"]["search"]["val_indices"]
 
     other = run(config_for(dropout_model_dir, glue_dir, lr=5e-4, epochs=2), progress=False, write=False, search_cache=cache)

@@ -111,6 +111,14 @@ def reported_split(metrics: dict[str, dict], split: str | None = None) -> str:
     return next(name for name in metrics if name != "dev")
 
 
+def searched_cpu_seconds(record: dict[str, Any], seconds: float) -> float:
+    """CPU seconds of a reused search that the run's cpu_s leaves out: as stored with the search, or (older cache
+    entries) its wall seconds, which a busy machine inflates; 0 for a run that searched itself."""
+    if not record.get("search_cached"):
+        return 0.0
+    return float(record.get("cached_search_cpu_s", seconds - float(record["time_s"]["total"])))
+
+
 def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str], split: str | None = None) -> Run:
     key = record["key"]
     metric = record["main_metric"]
@@ -125,7 +133,7 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str], split: st
         model=key["model"] or "default", size=key["size"], task=key["task"],
         method=labels[(key["method"], key["config_hash"])], seed=key["seed"], metric=metric, score=score,
         degenerate=degenerate, seconds=seconds, memory_mb=memory,
-        cpu_seconds=None if cpu is None else cpu + (seconds - float(record["time_s"]["total"])),
+        cpu_seconds=None if cpu is None else cpu + searched_cpu_seconds(record, seconds),
         hyperparameters=record.get("hyperparameters", {}), config_hash=key["config_hash"],
         alpha=record.get("alpha_summary"), notes=notes, settings_from=record.get("settings_from"),
         search_cached=bool(record.get("search_cached")),

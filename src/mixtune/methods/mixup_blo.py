@@ -9,6 +9,8 @@ and search settings is loaded instead of run again: finetune variants (lr, epoch
 
 from __future__ import annotations
 
+import time
+
 from dataclasses import asdict
 from typing import Any
 
@@ -67,13 +69,15 @@ class MixupBLO(FinetuneMasked, MixupMethod):
         with cache.locked(key):
             hit = cache.load(key)
             if hit is None:
+                cpu_started = time.process_time()
                 search = self.search(model, ctx)
-                cache.save(key, model, inputs, search, ctx.phase_times["search"])
+                cache.save(key, model, inputs, search, ctx.phase_times["search"], time.process_time() - cpu_started)
                 ctx.log["search"] = {"cache_key": key, **search}
                 return
         model.load_state_dict(hit.state)
         # the finetune then draws what it would have after searching (on a GPU, from its generator too)
         set_rng_state({"cpu": hit.rng_state, "cuda": hit.cuda_rng_state}, model_device(model))
         ctx.phase_times["search"] = hit.info["seconds"]  # the search's real cost, not the load's
+        ctx.cached_search_cpu_s = hit.info.get("cpu_seconds")  # None in entries from before it was stored
         ctx.log["search"] = {"cached": key, "peak_memory_mb": hit.info["peak_memory_mb"], **hit.info["log"]}
         ctx.search_cached = True

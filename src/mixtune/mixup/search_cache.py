@@ -153,12 +153,16 @@ class SearchCache:
         cuda_rng_state = state.pop(CUDA_RNG_STATE, None)
         return CachedSearch(state, rng_state, json.loads(self.info_path(key).read_text()), cuda_rng_state)
 
-    def save(self, key: str, model: nn.Module, inputs: dict[str, Any], log: dict[str, Any], seconds: float) -> None:
-        """Store the model's current state and RNG state with the search's log, atomically."""
+    def save(
+        self, key: str, model: nn.Module, inputs: dict[str, Any], log: dict[str, Any], seconds: float, cpu_seconds: float
+    ) -> None:
+        """Store the model's current state and RNG state with the search's log and cost (wall and CPU seconds:
+        a run that reuses the entry is priced with the search it did not run), atomically."""
         info = {
             "key": key,
             "inputs": inputs,
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "peak_memory_mb": peak_memory_mb(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "log": log,
