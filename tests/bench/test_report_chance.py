@@ -10,7 +10,9 @@ import pytest
 from mixtune.bench.chance import constant_prediction
 from mixtune.data.examples import TaskSpec
 
-from .conftest import record_line
+from mixtune.bench.report import write_report
+
+from .conftest import record_line, write_records
 from .test_bench_report import row
 from .test_report_stability import section, write_results
 
@@ -68,3 +70,23 @@ def test_unreadable_labels_are_said_not_guessed(tmp_path):
     scores = section(text, "Test scores (main metric of each task)")
     assert "*constant prediction*" not in scores.split("No chance reference")[0]
     assert "No chance reference for sst2, rte: their test labels could not be read from the data their runs name." in scores
+
+
+def test_a_pool_test_report_takes_its_reference_from_the_seeds_pool_test_labels(tmp_path):
+    """The official test split (dev.tsv) is 1 of 4 positive, the training pool all positive: scored on pool_test,
+    the reference is the pool's 'always 1' at 100, not the test split's 'always 0' at 75."""
+    glue = glue_folder(tmp_path / "glue")
+    (glue / "SST-2" / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"s{i}\t1\n" for i in range(40)))
+    lines = []
+    for seed in (1, 2):
+        for method, score in (("vanilla", 90.0), ("mixup-blo", 91.0)):
+            line = record_line("sst2", method, seed, score)
+            line["metrics"]["pool_test"] = {"accuracy": score, "constant_predictions": 0.0}
+            line["config"] = {"data": {"task": "sst2", "data_dir": str(glue), "train_size": 8, "pool_test_size": 10}}
+            lines.append(line)
+    path = tmp_path / "bench.jsonl"
+    write_records(path, lines)
+    write_report([path], tmp_path / "report", split="pool_test")
+    scores = section((tmp_path / "report" / "report.md").read_text(), "Test scores (main metric of each task)")
+    assert row(scores, "*constant prediction*") == ["100.00", "100.00"]
+    assert "sst2: always '1'" in scores

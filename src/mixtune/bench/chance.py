@@ -39,23 +39,30 @@ def constant_prediction(spec: TaskSpec, labels: list[int] | list[float]) -> Chan
 
 def chance_levels(runs: list[Run]) -> dict[str, Chance]:
     """Per task, the chance reference from the test labels its runs were scored on (found through the first run's
-    data config). A task whose labels cannot be read here has none: the report says so instead of guessing."""
+    data config; a pool_test split through that run's seed too, since each seed has its own). A task whose labels
+    cannot be read here has none: the report says so instead of guessing."""
     levels = {}
     for task in dict.fromkeys(r.task for r in runs):
         run = next(r for r in runs if r.task == task)
-        labels = _test_labels(run.data, run.test_split)
+        labels = _test_labels(run.data, run.test_split, run.seed)
         if labels is not None:
             levels[task] = constant_prediction(*labels)
     return levels
 
 
-def _test_labels(data: dict[str, Any], split: str) -> tuple[TaskSpec, list] | None:
+def _test_labels(data: dict[str, Any], split: str, seed: int) -> tuple[TaskSpec, list] | None:
     from mixtune.data import load_task
+    from mixtune.data.pool_test import POOL_TEST_SPLIT, with_pool_test
+    from mixtune.data.sampling import low_resource_indices
 
     if not data:
         return None  # a record without its config: nothing to find the labels by
     try:
-        task = load_task(build_config({"data": data}).data)
+        config = build_config({"data": data}).data
+        task = load_task(config)
+        if split == POOL_TEST_SPLIT:
+            train_idx, dev_idx = low_resource_indices(len(task.pool), config.train_size, seed)
+            task, _ = with_pool_test(task, config.pool_test_size, train_idx, dev_idx)
     except (MixtuneError, OSError):
         return None
     return (task.spec, task.tests[split].labels) if split in task.tests else None
