@@ -6,6 +6,7 @@
 Each mode runs in its own fresh process (so peak memory is its own) on the same batches of the default
 model (all-MiniLM-L6-v2), through the same functions a real run uses:
   vanilla        one step of the shared training loop, plain model
+  child-tuning-f the same with CHILD-TUNING_F's fresh gradient mask (also mixup-blo's finetune_mask_p)
   finetune       one step of the shared loop with mixup injected and alpha frozen (mixup-blo's finetune phase)
   blo-first      one bi-level iteration: an inner step on a D_tr batch + a first-order alpha step on a D_val batch
   blo-fd         the same with the finite-difference (DARTS second-order) hypergradient
@@ -20,10 +21,11 @@ import json
 import multiprocessing as mp
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
-MODES = ("vanilla", "finetune", "blo-first", "blo-fd")
+MODES = ("vanilla", "child-tuning-f", "finetune", "blo-first", "blo-fd")
 TARGETS = {"finetune": 1.10, "blo-first": 2.1}
 
 
@@ -48,6 +50,7 @@ def measure(mode: str, steps: int, batch_size: int, length: int, queue, model_na
 
     from mixtune.config import RunConfig
     from mixtune.data.examples import TaskSpec
+    from mixtune.methods import make_method
     from mixtune.methods.mixup_blo import MixupBLO
     from mixtune.methods.vanilla import Vanilla
     from mixtune.mixup import bilevel_search, inject_mixup
@@ -62,8 +65,12 @@ def measure(mode: str, steps: int, batch_size: int, length: int, queue, model_na
     config.search.hypergradient = "finite-difference" if mode == "blo-fd" else "first-order"
     config.search.epochs = 1  # one pass over the given batches: one iteration per batch
     ctx = FitContext([], tokenizer, config, seed=0, progress=False)
-    plain = mode in ("vanilla", "other-model")
-    method = Vanilla(config) if plain else MixupBLO(config)
+    plain = mode in ("vanilla", "other-model", "child-tuning-f")
+    if mode == "child-tuning-f":
+        config.method = mode
+        method = make_method(config)
+    else:
+        method = Vanilla(config) if plain else MixupBLO(config)
     if not plain:
         inject_mixup(model, config.mixup)
     if mode == "finetune":
@@ -93,10 +100,12 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--out", default="results/cost.json")
     parser.add_argument("--other-model", help="a model folder or hub id whose vanilla step is measured too")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="vanilla is always measured")
     args = parser.parse_args()
     context = mp.get_context("spawn")
     results = {}
-    for mode in MODES + (("other-model",) if args.other_model else ()):
+    modes = ["vanilla", *(m for m in args.modes if m != "vanilla")]
+    for mode in modes + (["other-model"] if args.other_model else []):
         queue = context.Queue()
         model_name = args.other_model if mode == "other-model" else None
         process = context.Process(target=measure, args=(mode, args.steps, args.batch_size, args.length, queue, model_name))
@@ -113,7 +122,8 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"batch_size": args.batch_size, "length": args.length, "steps": args.steps, "machine": platform.machine(),
-            "cpus": mp.cpu_count(), "other_model": args.other_model, "command": "python benchmarks/cost.py"}
+            "cpus": mp.cpu_count(), "other_model": args.other_model,
+            "command": " ".join(["python", "benchmarks/cost.py", *sys.argv[1:]])}
     out.write_text(json.dumps({"settings": meta, "results": results}, indent=1))
     print(f"wrote {out}")
 

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import mixtune.methods.child_tuning as child_tuning
+from mixtune.methods.child_tuning import RandomChildMask, touched_rows
 from mixtune.config import build_config
 from mixtune.errors import MixtuneError
 from mixtune.methods import make_method
@@ -110,3 +111,22 @@ def test_f_masks_repeat_for_the_same_seed(make_run, tiny_model):
 def test_p_outside_0_1_is_a_clear_error(method):
     with pytest.raises(MixtuneError, match="fraction of entries kept"):
         make_method(build_config({"method": method, "method_args": {"p": "1.5"}}))
+
+
+def test_f_masks_only_the_rows_an_embedding_gradient_touched_and_keeps_fraction_p():
+    """A word-embedding gradient: 100 of 4096 rows non-zero. Untouched rows stay exactly zero, touched entries are
+    zero or rescaled by 1/p, about p of them kept; a gradient with most rows touched goes the dense way."""
+    grad = torch.zeros(4096, 64)
+    rows = torch.randperm(4096, generator=torch.Generator().manual_seed(0))[:100]
+    grad[rows] = 1.0
+    param = nn.Parameter(torch.zeros_like(grad))
+    param.grad = grad.clone()
+    assert torch.equal(touched_rows(param.grad), rows.sort().values)
+    RandomChildMask(0.3, seed=1).apply([param])
+    untouched = torch.ones(4096, dtype=torch.bool)
+    untouched[rows] = False
+    assert not param.grad[untouched].any()
+    kept = param.grad[rows]
+    assert kept.unique().tolist() == pytest.approx([0.0, 1 / 0.3])
+    assert float((kept != 0).float().mean()) == pytest.approx(0.3, abs=0.03)
+    assert touched_rows(torch.ones(4096, 4)) is None and touched_rows(torch.zeros(100, 4)) is None
