@@ -101,9 +101,8 @@ def seed_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path,
             for (seed, score), offset in zip(own, offsets, strict=True):
                 ax.scatter(score, y + offset, s=14, color=colours.get(seed, "C0"), label=f"seed {seed}" if colours else None)
             ax.vlines(np.mean([s for _, s in own]), y - 0.3, y + 0.3, color="black", linewidth=1.5)
-        metric = next((r.metric for r in runs if r.task == task), "")
         ax.set_title(task)
-        ax.set_xlabel(metric_label(metric, "test"))
+        ax.set_xlabel(metric_label(next((r.metric for r in runs if r.task == task), ""), "test"))
         ax.set_yticks(range(len(methods)), methods, fontsize=7)
         ax.set_ylim(len(methods) - 0.5, -0.5)  # the first method (the baseline) at the top
         ax.grid(axis="x", alpha=0.3)

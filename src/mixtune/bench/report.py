@@ -162,8 +162,7 @@ def _focus_section(runs: list[Run], tasks: list[str], methods: list[str], focus:
     others = [m for m in (protocol.rivals or methods) if m in methods and m != focus]
     against = f" against the rivals named in the grid config ({', '.join(others)})" if protocol.rivals else ""
     lines += ["### Verdict", "", *verdict_table(runs, tasks, others, focus), "", verdict_legend(focus) + against, ""]
-    headline = [t for t in protocol.headline_tasks if t in tasks]
-    if headline:
+    if headline := [t for t in protocol.headline_tasks if t in tasks]:
         text = f"The same verdict on the headline tasks named in the grid config (headline_tasks: {', '.join(headline)})."
         lines += ["### Verdict on the headline tasks", "", text, "", *verdict_table(runs, headline, others, focus), ""]
     return lines

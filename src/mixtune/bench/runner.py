@@ -58,8 +58,7 @@ def run_cell(config: RunConfig, search_cache: str | None = None) -> dict[str, An
 
 
 def add_alpha_summary(model: Any, record: dict[str, Any]) -> None:
-    summary = alpha_summary(model, record.get("log", {}).get("alpha_diagnostics"))
-    if summary:
+    if summary := alpha_summary(model, record.get("log", {}).get("alpha_diagnostics")):
         record["alpha_summary"] = summary
 
 
