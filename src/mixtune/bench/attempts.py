@@ -36,14 +36,14 @@ def resolve_target(target: str) -> Callable[[RunConfig], dict[str, Any]]:
     return getattr(module, name)
 
 
-def attempt(target: str, values: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, Any]:
+def attempt(target: str, values: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     """One run as an outcome dict: the record with status "ok", or the error with status "failed".
 
     Exceptions (NaN loss is a FloatingPointError) become failures; KeyboardInterrupt and SystemExit pass.
     """
     started = time.perf_counter()
     try:
-        record = resolve_target(target)(build_config(values), **(options or {}))
+        record = resolve_target(target)(build_config(values), **options)
     except Exception as exc:  # noqa: BLE001  (any failure of one run is recorded, not fatal to the sweep)
         reason = f"{type(exc).__name__}: {exc}" if str(exc).strip() else type(exc).__name__
         return failure(reason, time.perf_counter() - started, traceback.format_exc())

@@ -79,11 +79,10 @@ def chance_row(levels: dict[str, Chance], tasks: list[str]) -> str:
 def chance_note(levels: dict[str, Chance], tasks: list[str]) -> list[str]:
     """What the reference row is, and the tasks without one."""
     lines = []
-    unreadable = [t for t in tasks if t not in levels]
     if levels:
         how = "; ".join(f"{task}: {levels[task].prediction}" for task in tasks if task in levels)
         lines.append(f"*constant prediction*: the best test score of predicting one class for every example ({how}).")
-    if unreadable:
+    if unreadable := [t for t in tasks if t not in levels]:
         lines.append(
             f"No chance reference for {', '.join(unreadable)}: their test labels could not be read from the data "
             "their runs name."

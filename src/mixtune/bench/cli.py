@@ -141,11 +141,12 @@ def seed_list(text: str, grid_seeds: set[int]) -> set[int]:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    if args.out:
-        check_writable(Path(args.out), "overrides file")
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        check_writable(out, "overrides file")
     from mixtune.bench.select import run_select
 
-    return run_select(Path(args.results), args.split, Path(args.out) if args.out else None, by=args.by)
+    return run_select(Path(args.results), args.split, out, by=args.by)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

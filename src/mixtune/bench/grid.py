@@ -144,22 +144,20 @@ def load_grid(path: str | Path, results: str | Path | None = None) -> Grid:
     if unknown := [r for r in protocol.rivals if r not in {c.method.split("[")[0] for c in cells.values()}]:
         raise MixtuneError(f"{path}: rivals {', '.join(unknown)} are not rows of the grid: list them under methods")
     search_cache = optional_path(values.get("search_cache"), "search_cache", "folder")
-    return Grid(
-        _ordered(list(cells.values()), values.get("order", "table")), skipped,
-        optional_path(results or values.get("results"), "results") or Path("results") / f"{path.stem}.jsonl", search_cache, _resources(values.get("resources")),
-        protocol,
-    )
+    in_order = _ordered(list(cells.values()), values.get("order", "table"))
+    results = optional_path(results or values.get("results"), "results") or Path("results") / f"{path.stem}.jsonl"
+    return Grid(in_order, skipped, results, search_cache, _resources(values.get("resources")), protocol)
 
 
 def load_protocol(path: str | Path, values: dict[str, Any] | None = None) -> Protocol:
     """The headline tasks and rivals of a grid config (mixtune report --config), without expanding its cells."""
-    values, lists = load_yaml(path) if values is None else values, {}
+    values = load_yaml(path) if values is None else values
     for key in PROTOCOL_KEYS:
         given = values.get(key, [])
         if not isinstance(given, list) or not all(isinstance(item, str) for item in given):
             raise MixtuneError(f"{path}: {key} must be a list of names, e.g. {key}: [sst2, stsb]")
-        lists[key] = tuple(given)
-    return Protocol(tuple(_axis_item(t, "tasks", f"{path} headline_tasks") for t in lists["headline_tasks"]), lists["rivals"])
+    headline = tuple(_axis_item(task, "tasks", f"{path} headline_tasks") for task in values.get("headline_tasks", []))
+    return Protocol(headline, tuple(values.get("rivals", [])))
 
 
 def _resources(value: Any) -> dict[str, float] | None:

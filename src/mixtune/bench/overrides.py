@@ -62,8 +62,7 @@ def _describe_source(source: Path) -> str:
     for line in source.read_text().splitlines():
         if not line.startswith("#"):
             break
-        text = line.lstrip("#").strip()
-        if text:
+        if text := line.lstrip("#").strip():
             return f"{source}: {text}"
     return str(source)
 

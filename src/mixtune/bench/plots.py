@@ -46,35 +46,28 @@ def method_groups(methods: list[str]) -> list[list[str]]:
     return [[reference, *rest[i : i + size]] for i in range(0, len(rest), size)]
 
 
-def _grid_columns(count: int, columns: int, width: float, height: float, layout: str | None = None):
-    """count panels, `columns` wide at most, the last row's spare axes hidden."""
-    columns = min(count, columns)
-    rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False, layout=layout)
-    for ax in axes.flat[count:]:
-        ax.set_visible(False)
-    return figure, list(axes.flat[:count])
-
-
-def _facets(tasks: list[str], groups: list[list[str]], width: float, height: float):
-    """One block of task panels per method group (FACET_COLUMNS wide); returns the figure and, per group, its
-    task -> axes map."""
+def _facets(tasks: list[str], width: float, height: float, groups: int = 1, layout: str | None = None):
+    """One block of task panels per method group (FACET_COLUMNS wide, the spare axes of its last row hidden);
+    returns the figure and, per group, its task -> axes map."""
     columns = min(len(tasks), FACET_COLUMNS)
-    rows_per_group = math.ceil(len(tasks) / columns)
+    rows = math.ceil(len(tasks) / columns)  # per group
     figure, axes = plt.subplots(
-        rows_per_group * len(groups), columns, figsize=(width * columns, height * rows_per_group * len(groups)), squeeze=False
+        rows * groups, columns, figsize=(width * columns, height * rows * groups), squeeze=False, layout=layout
     )
-    panels = []
-    for g in range(len(groups)):
-        block = list(axes[g * rows_per_group : (g + 1) * rows_per_group].flat)
-        for ax in block[len(tasks) :]:
-            ax.set_visible(False)
-        panels.append(dict(zip(tasks, block, strict=False)))
-    return figure, panels
+    blocks = [list(axes[g * rows : (g + 1) * rows].flat) for g in range(groups)]
+    for ax in (ax for block in blocks for ax in block[len(tasks) :]):
+        ax.set_visible(False)
+    return figure, [dict(zip(tasks, block, strict=False)) for block in blocks]
 
 
-def _group_legend(panels: dict, tasks: list[str]) -> None:
-    """The group's legend (every method drawn in any of its panels, once) beside the last panel of its first row."""
+def _finish_group(panels: dict, tasks: list[str], runs: list[Run], xlabel: str, split: str) -> None:
+    """Name each task panel and its axes; then the group's legend (every method drawn in any of its panels, once)
+    beside the last panel of its first row."""
+    for task, ax in panels.items():
+        ax.set_title(task)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(metric_label(next((r.metric for r in runs if r.task == task), ""), split))
+        ax.grid(alpha=0.3)
     entries = {}
     for ax in panels.values():
         handles, labels = ax.get_legend_handles_labels()
@@ -98,8 +91,8 @@ def seed_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path,
     Methods on the y axis keep the figure narrow however many rows the table has."""
     seeds = sorted({r.seed for r in runs})
     colours = dict(zip(seeds, _colours(len(seeds)))) if len(seeds) <= 10 else {}
-    figure, axes = _grid_columns(len(tasks), FACET_COLUMNS, 4.2, max(2.4, 0.28 * len(methods) + 1.0))
-    for ax, task in zip(axes, tasks, strict=True):
+    figure, (panels,) = _facets(tasks, 4.2, max(2.4, 0.28 * len(methods) + 1.0))
+    for task, ax in panels.items():
         for y, method in enumerate(methods):
             own = sorted((r.seed, r.score) for r in runs if r.method == method and r.task == task)
             if not own:
@@ -108,13 +101,12 @@ def seed_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path,
             for (seed, score), offset in zip(own, offsets, strict=True):
                 ax.scatter(score, y + offset, s=14, color=colours.get(seed, "C0"), label=f"seed {seed}" if colours else None)
             ax.vlines(np.mean([s for _, s in own]), y - 0.3, y + 0.3, color="black", linewidth=1.5)
-        metric = next((r.metric for r in runs if r.task == task), "")
         ax.set_title(task)
-        ax.set_xlabel(metric_label(metric, "test"))
+        ax.set_xlabel(metric_label(next((r.metric for r in runs if r.task == task), ""), "test"))
         ax.set_yticks(range(len(methods)), methods, fontsize=7)
         ax.set_ylim(len(methods) - 0.5, -0.5)  # the first method (the baseline) at the top
         ax.grid(axis="x", alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
+    handles, labels = panels[tasks[0]].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     if unique:
         figure.legend(list(unique.values()), list(unique), loc="upper right", fontsize=7, bbox_to_anchor=(1.0, 1.0))
@@ -125,7 +117,7 @@ def size_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path,
     """Per task: the mean over seeds against train size, one line per method, ± std only where two or more seeds
     ran (one seed has no spread to show); more than MAX_SERIES methods are faceted."""
     groups = method_groups(methods)
-    figure, panels = _facets(tasks, groups, 3.8, 3.0)
+    figure, panels = _facets(tasks, 3.8, 3.0, len(groups))
     for group, axes in zip(groups, panels, strict=True):
         for colour, method in zip(_colours(len(group)), group, strict=True):
             for task, ax in axes.items():
@@ -144,11 +136,7 @@ def size_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path,
                     ax.errorbar(xs, ys, yerr=errors, fmt="none", capsize=3, color=colour)
         for task, ax in axes.items():
             ax.set_xticks(sorted({r.size for r in runs if r.task == task and r.size is not None}))
-            ax.set_title(task)
-            ax.set_xlabel("train size n (examples)")
-            ax.set_ylabel(metric_label(next((r.metric for r in runs if r.task == task), ""), "test"))
-            ax.grid(alpha=0.3)
-        _group_legend(axes, tasks)
+        _finish_group(axes, tasks, runs, "train size n (examples)", "test")
     _save(figure, path, f"{title}\nscore against train size (mean over seeds; bars: ± std where 2+ seeds ran)")
 
 
@@ -186,8 +174,8 @@ def alpha_heatmap(runs: list[Run], tasks: list[str], path: Path, title: str) -> 
     finite = np.concatenate([m[np.isfinite(m)] for m, _, _ in matrices.values()])
     low, high = max(0.0, float(finite.min())), min(1.0, float(finite.max()))
     # constrained layout: the colour bar spans the panels and the role names do not run into the next panel
-    figure, axes = _grid_columns(len(tasks), FACET_COLUMNS, 4.4, 3.2, layout="constrained")
-    for ax, task in zip(axes, tasks, strict=True):
+    figure, (panels,) = _facets(tasks, 4.4, 3.2, layout="constrained")
+    for task, ax in panels.items():
         matrix, roles, layers = matrices[task]
         image = ax.imshow(matrix, cmap="viridis", vmin=low, vmax=high, aspect="auto")
         ax.set_xticks(range(len(layers)), layers)
@@ -198,7 +186,7 @@ def alpha_heatmap(runs: list[Run], tasks: list[str], path: Path, title: str) -> 
             if np.isfinite(value):
                 shade = "black" if value > (low + high) / 2 else "white"
                 ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=6, color=shade)
-    figure.colorbar(image, ax=axes, shrink=0.8, label="pretrained share (0: all W, 1: all W0)")
+    figure.colorbar(image, ax=list(panels.values()), shrink=0.8, label="pretrained share (0: all W, 1: all W0)")
     _save(figure, path, title, tight=False)  # tight_layout would fight the constrained layout
 
 
@@ -206,7 +194,7 @@ def dev_curve_plot(runs: list[Run], tasks: list[str], methods: list[str], path: 
     """Per task: the dev score against the training step, one thin line per seed, one colour per method; more
     than MAX_SERIES methods are faceted, the baseline in every group."""
     groups = method_groups(methods)
-    figure, panels = _facets(tasks, groups, 3.8, 3.0)
+    figure, panels = _facets(tasks, 3.8, 3.0, len(groups))
     for group, axes in zip(groups, panels, strict=True):
         for colour, method in zip(_colours(len(group)), group, strict=True):
             for task, ax in axes.items():
@@ -214,11 +202,7 @@ def dev_curve_plot(runs: list[Run], tasks: list[str], methods: list[str], path: 
                 for i, curve in enumerate(curves):
                     steps, scores = [p["step"] for p in curve], [p["dev"] for p in curve]
                     ax.plot(steps, scores, color=colour, alpha=0.6, linewidth=0.9, label=method if i == 0 else None)
-        for task, ax in axes.items():
-            ax.set_title(task)
-            ax.set_xlabel("training step")
-            ax.set_ylabel(metric_label(next((r.metric for r in runs if r.task == task), ""), "dev"))
+        for ax in axes.values():
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.grid(alpha=0.3)
-        _group_legend(axes, tasks)
+        _finish_group(axes, tasks, runs, "training step", "dev")
     _save(figure, path, f"{title}\ndev score during finetuning (every seed)")

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 RAY_RETRIES = 1  # a task whose worker process or machine died runs once more, then counts as failed
 WAIT_S = 5.0  # how often the driver looks again at the cluster's size (nodes may join) while runs are going
-DEFAULT_RESOURCES = {"cpus": 1.0}
 
 
 def import_ray() -> Any:
@@ -78,7 +77,7 @@ def connected(address: str | None) -> Iterator[Any]:
 
 def task_options(resources: dict[str, float] | None) -> dict[str, Any]:
     """Ray's options for one run's task: its resource request, a fresh process, retries on worker death only."""
-    request = resources or DEFAULT_RESOURCES
+    request = resources or {}  # what it leaves out: one CPU, no GPU
     return {
         "num_cpus": request.get("cpus", 1.0),
         "num_gpus": request.get("gpus", 0.0),
@@ -108,7 +107,7 @@ def run_on_ray(
     cells: list[Cell],
     target: str,
     on_start: Callable[[Cell], None],
-    options: dict[str, Any] | None = None,
+    options: dict[str, Any],
     resources: dict[str, float] | None = None,
     address: str | None = None,
     max_in_flight: int | None = None,
@@ -127,7 +126,7 @@ def run_on_ray(
                 limit = capacity(ray, request) if max_in_flight is None else max_in_flight
                 while pending and len(running) < limit:
                     cell = pending.pop()
-                    ref = remote.remote(target, cell.values, options or {}, threads, cwd)
+                    ref = remote.remote(target, cell.values, options, threads, cwd)
                     running[ref] = (cell, time.perf_counter())
                     on_start(cell)
                 done, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)

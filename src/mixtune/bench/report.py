@@ -110,6 +110,11 @@ def _overview(paths: list[Path], loaded: Loaded, baseline: str, split: str | Non
     return lines + ([""] if notes else [])
 
 
+def _section(title: str, text: str, table: list[str]) -> list[str]:
+    """A report section: its heading, what its table shows, the table; nothing where there is no table."""
+    return [f"### {title}", "", text, "", *table, ""] if table else []
+
+
 def _cached_note(runs: list[Run]) -> list[str]:
     cached = [r for r in runs if r.search_cached]
     if not cached:
@@ -129,7 +134,7 @@ def _stability_section(runs: list[Run], tasks: list[str], methods: list[str], fa
         "constant predictions (a correlation metric of exactly 0); failed, the seeds whose run failed and never finished "
         "(counted nowhere else)."
     )
-    lines = ["### Stability", "", text, "", *stability_table(runs, tasks, methods, failed), ""]
+    lines = _section("Stability", text, stability_table(runs, tasks, methods, failed))
     if not any(r.predictions is not None for r in runs):
         return lines + ["No run here stored its test predictions (records from before they were kept): no seed disagreement.", ""]
     text = (
@@ -157,8 +162,7 @@ def _focus_section(runs: list[Run], tasks: list[str], methods: list[str], focus:
     others = [m for m in (protocol.rivals or methods) if m in methods and m != focus]
     against = f" against the rivals named in the grid config ({', '.join(others)})" if protocol.rivals else ""
     lines += ["### Verdict", "", *verdict_table(runs, tasks, others, focus), "", verdict_legend(focus) + against, ""]
-    headline = [t for t in protocol.headline_tasks if t in tasks]
-    if headline:
+    if headline := [t for t in protocol.headline_tasks if t in tasks]:
         text = f"The same verdict on the headline tasks named in the grid config (headline_tasks: {', '.join(headline)})."
         lines += ["### Verdict on the headline tasks", "", text, "", *verdict_table(runs, headline, others, focus), ""]
     return lines
@@ -166,11 +170,8 @@ def _focus_section(runs: list[Run], tasks: list[str], methods: list[str], focus:
 
 def _selection_section(runs: list[Run], tasks: list[str], methods: list[str], name: str, title: str, out: Path) -> list[str]:
     """What best-dev checkpoint selection changed (rows run with train.report_last_step), and the dev curves."""
-    lines = []
-    table = selection_table(runs, tasks, methods)
-    if table:
-        text = "Test score of the checkpoint chosen on dev against the last step's, from the same runs."
-        lines += ["### Checkpoint selection", "", text, "", *table, ""]
+    text = "Test score of the checkpoint chosen on dev against the last step's, from the same runs."
+    lines = _section("Checkpoint selection", text, selection_table(runs, tasks, methods))
     curved = [m for m in methods if any(r.dev_curve for r in runs if r.method == m)]
     curved_tasks = [t for t in tasks if any(r.dev_curve for r in runs if r.task == t)]
     if curved:
@@ -181,14 +182,11 @@ def _selection_section(runs: list[Run], tasks: list[str], methods: list[str], na
 
 def _mixing_section(runs: list[Run], tasks: list[str], methods: list[str]) -> list[str]:
     """WiSE-FT's scalar, chosen on dev: 1 means it kept the finetuned weights and the row is its finetune's."""
-    table = mixing_table(runs, tasks, methods)
-    if not table:
-        return []
     text = (
         "The scalar a each WiSE-FT run chose on its dev split (weights (1 - a) W0 + a W; 1 keeps the finetuned "
         "weights, ties go to the larger a), per seed in seed order."
     )
-    return ["### WiSE-FT's mixing", "", text, "", *table, ""]
+    return _section("WiSE-FT's mixing", text, mixing_table(runs, tasks, methods))
 
 
 def _alpha_section(runs: list[Run], tasks: list[str], methods: list[str], name: str, title: str, out: Path) -> list[str]:
@@ -215,15 +213,12 @@ def _alpha_section(runs: list[Run], tasks: list[str], methods: list[str], name: 
             caption = f"{title}: {method}\nmean pretrained share of the mix per layer (over seeds)"
             plots.alpha_heatmap(picked, tasks, out / file, caption)
             lines += [f"![alpha {method}]({file})", ""]
-    diagnostics = alpha_diagnostics_table(runs, methods)
-    if diagnostics:
-        text = (
-            "Whether alpha learned, from each run's search (log.alpha_diagnostics, means over tasks and seeds): "
-            "a share that barely travels, or a hypergradient signal-to-noise ratio near pure noise's, means alpha "
-            "stayed at its start plus noise."
-        )
-        lines += ["### Did alpha learn?", "", text, "", *diagnostics, ""]
-    return lines
+    text = (
+        "Whether alpha learned, from each run's search (log.alpha_diagnostics, means over tasks and seeds): "
+        "a share that barely travels, or a hypergradient signal-to-noise ratio near pure noise's, means alpha "
+        "stayed at its start plus noise."
+    )
+    return lines + _section("Did alpha learn?", text, alpha_diagnostics_table(runs, methods))
 
 
 def _size_section(runs: list[Run], out: Path, baseline: str) -> list[str]:

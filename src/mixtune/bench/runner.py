@@ -58,8 +58,7 @@ def run_cell(config: RunConfig, search_cache: str | None = None) -> dict[str, An
 
 
 def add_alpha_summary(model: Any, record: dict[str, Any]) -> None:
-    summary = alpha_summary(model, record.get("log", {}).get("alpha_diagnostics"))
-    if summary:
+    if summary := alpha_summary(model, record.get("log", {}).get("alpha_diagnostics")):
         record["alpha_summary"] = summary
 
 
@@ -146,7 +145,7 @@ class Job:
 
 
 def run_in_processes(
-    cells: list[Cell], target: str, workers: int, on_start: Callable[[Cell], None], options: dict[str, Any] | None = None
+    cells: list[Cell], target: str, workers: int, on_start: Callable[[Cell], None], options: dict[str, Any]
 ) -> Iterator[tuple[Cell, dict]]:
     """Run cells in fresh spawned processes, `workers` at a time; yields (cell, outcome) as each ends."""
     context = multiprocessing.get_context("spawn")
@@ -158,7 +157,7 @@ def run_in_processes(
             while pending and len(running) < workers:
                 cell = pending.pop()
                 receiver, sender = context.Pipe(duplex=False)
-                args = (target, cell.values, options or {}, threads, sender, os.getpid())
+                args = (target, cell.values, options, threads, sender, os.getpid())
                 process = context.Process(target=_child, args=args)
                 process.start()
                 sender.close()  # the child holds the only sending end: its death shows as end-of-file
@@ -190,7 +189,7 @@ def _collect(job: Job) -> dict[str, Any]:
 
 
 def run_in_this_process(
-    cells: list[Cell], target: str, on_start: Callable[[Cell], None], options: dict[str, Any] | None = None
+    cells: list[Cell], target: str, on_start: Callable[[Cell], None], options: dict[str, Any]
 ) -> Iterator[tuple[Cell, dict]]:
     """Sequential runs in the calling process: for debugging (pdb) and fast tests; memory peaks accumulate."""
     for cell in cells:
@@ -244,10 +243,9 @@ def run_sweep(
     with ResultsWriter(results) as writer:
         planned = plan(cells, results, retry_failed)
         todo = [cell for cell, action in planned if action == "run"]
+        actions = [action for _, action in planned]
         summary = SweepSummary(
-            done_before=sum(action == "done" for _, action in planned),
-            failed_before=sum(action == "failed" for _, action in planned),
-            dropped_partial_line=writer.dropped_partial,
+            done_before=actions.count("done"), failed_before=actions.count("failed"), dropped_partial_line=writer.dropped_partial
         )
         if limit is not None:
             summary.not_started = max(0, len(todo) - limit)

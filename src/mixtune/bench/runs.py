@@ -81,8 +81,7 @@ def load_runs(paths: list[Path], split: str | None = None) -> Loaded:
         raise MixtuneError(f"no finished runs in {', '.join(map(str, paths))}: run mixtune bench first")
     labels = row_labels(ok)
     excluded = [r for r in latest if r["status"] == "ok" and quantised_alpha(r)]
-    missing = [r["key"] for r in ok if split is not None and split not in r["metrics"]]
-    if missing:
+    if missing := [r["key"] for r in ok if split is not None and split not in r["metrics"]]:
         k = missing[0]
         raise MixtuneError(f"{len(missing)} finished runs have no {split!r} split (first: {k['task']} {k['method']} "
                            f"n{k['size']} s{k['seed']}): report them without --split, or rerun with data.pool_test_size")

@@ -144,10 +144,7 @@ def _settings(record: dict[str, Any]) -> dict[str, Any]:
     """The run config as dotted keys, with train.lr and train.epochs as the method actually used them."""
     flat = {k: v for k, v in flatten(record.get("config", {})).items() if k not in UNHASHED}
     used = record.get("hyperparameters", {})
-    for name in ("lr", "epochs"):
-        if used.get(name) is not None:
-            flat[f"train.{name}"] = used[name]
-    return flat
+    return flat | {f"train.{name}": used[name] for name in ("lr", "epochs") if used.get(name) is not None}
 
 
 def _can_run(method: str, task: str) -> bool:
@@ -196,7 +193,7 @@ def table(selection: Selection) -> str:
             mark = "*" if selection.chosen.get(group) is candidate else ""
             rows.append([mark, group, candidate.label, _score(candidate.mean), *tasks, f"{len(candidate.scores)}/{needed}"])
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    right = {3, *range(4, 4 + len(selection.tasks)), len(header) - 1}
+    right = range(3, len(header))  # the numbers: mean, per-task means, cells ok
     lines = []
     for row in [header, *rows]:
         cells = [str(v).rjust(w) if i in right else str(v).ljust(w) for i, (v, w) in enumerate(zip(row, widths))]
@@ -215,12 +212,11 @@ def overrides_yaml(selection: Selection, today: date | None = None) -> str:
         f"# Tuned settings chosen by `mixtune select` from {selection.results} ({selection.split} split) on {day}.",
         f"# Rule: {rule_text(selection)}.",
     ]
-    for group, candidate in selection.chosen.items():
-        count = len(selection.candidates[group])
-        lines.append(
-            f"# {group}: {candidate.label}, mean {selection.split} {candidate.mean:.2f} over {len(candidate.scores)} cells "
-            f"({count} variants, {sum(not c.eligible for c in selection.candidates[group])} dropped)"
-        )
+    lines += [
+        f"# {group}: {candidate.label}, mean {selection.split} {candidate.mean:.2f} over {len(candidate.scores)} cells "
+        f"({len(selection.candidates[group])} variants, {sum(not c.eligible for c in selection.candidates[group])} dropped)"
+        for group, candidate in selection.chosen.items()
+    ]
     body = yaml.safe_dump(selection.overrides(), sort_keys=False, default_flow_style=False)
     return "\n".join(lines) + "\n" + body
 
@@ -236,8 +232,7 @@ def run_select(results: Path, split: str, out: Path | None, today: date | None =
     print(table(selection))
     for candidate in (c for variants in selection.candidates.values() for c in variants if not c.eligible):
         print(f"dropped {candidate.label}: {candidate.why_dropped()}")
-    missing = [group for group in selection.candidates if group not in selection.chosen]
-    if missing:
+    if missing := [group for group in selection.candidates if group not in selection.chosen]:
         raise MixtuneError(
             f"no variant of {', '.join(missing)} has every cell ok: finish or fix those runs "
             "(mixtune bench <tuning config> [--retry-failed]), then select again; nothing written"
