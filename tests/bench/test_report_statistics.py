@@ -16,6 +16,7 @@ from mixtune.bench.stats import (
     minimum_detectable_effect,
     seed_means,
     sign_flip_p,
+    std_ratio,
     t_interval,
 )
 
@@ -77,3 +78,27 @@ def test_no_interval_from_one_seed_and_no_call_under_five():
 def test_seed_means_pool_over_tasks_on_the_seeds_every_task_has():
     assert seed_means({"rte": {1: 1.0, 2: 3.0}, "sst2": {1: 3.0, 3: 5.0}}) == [2.0]
     assert seed_means({"rte": {1: 1.0, 2: 3.0}, "sst2": {2: 5.0, 1: 3.0}}) == [2.0, 4.0]
+
+
+@pytest.mark.parametrize(("seeds", "correlation"), [(3, 0.0), (8, 0.5), (8, 0.9)])
+def test_the_std_ratio_interval_covers_the_true_ratio_95_percent_of_the_time(seeds, correlation):
+    """Paired normal scores, true std ratio 0.5, the pair correlated as seeds make them: the Pitman-Morgan interval
+    holds the true ratio about 95% of the time (an F interval, blind to the pairing, would not)."""
+    rng = np.random.default_rng(2024)
+    covariance = [[0.25, 0.5 * correlation], [0.5 * correlation, 1.0]]
+    hits = 0
+    draws = 4000
+    for _ in range(draws):
+        a, b = rng.multivariate_normal([0.0, 0.0], covariance, size=seeds).T
+        r = std_ratio(list(a), list(b))
+        hits += r.low <= 0.5 <= r.high
+    assert hits / draws == pytest.approx(0.95, abs=0.012)
+
+
+def test_the_std_ratio_needs_two_seeds_and_three_for_an_interval():
+    assert std_ratio([1.0], [2.0]).ratio is None
+    two = std_ratio([1.0, 3.0], [0.0, 4.0])
+    assert two.ratio == pytest.approx(0.5) and two.low is None
+    assert std_ratio([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]).ratio is None  # no spread to divide by
+    three = std_ratio([1.0, 2.0, 4.0], [0.0, 3.0, 5.0])
+    assert three.low < three.ratio < three.high

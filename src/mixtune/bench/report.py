@@ -34,7 +34,7 @@ from mixtune.bench.tables import (
     selection_table,
     settings_table,
 )
-from mixtune.bench.verdict import task_legend, task_table, verdict_legend, verdict_table
+from mixtune.bench.verdict import spread_legend, spread_table, task_legend, task_table, verdict_legend, verdict_table
 
 
 def slug(text: str) -> str:
@@ -149,7 +149,8 @@ def _paired_section(runs: list[Run], tasks: list[str], methods: list[str], basel
     if baseline not in methods:
         return head + [f"No {baseline} runs here: nothing to compare with (see --baseline).", ""]
     table = task_table(runs, tasks, {m: (m, baseline) for m in methods if m != baseline})
-    return head + [*table, "", task_legend("method", baseline), ""]
+    spread = _section(f"Spread against {baseline}", spread_legend(baseline), spread_table(runs, tasks, methods, baseline))
+    return head + [*table, "", task_legend("method", baseline), "", *spread]
 
 
 def _focus_section(runs: list[Run], tasks: list[str], methods: list[str], focus: str, protocol: Protocol) -> list[str]:

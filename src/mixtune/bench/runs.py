@@ -165,11 +165,16 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
 
 
-def paired_differences(runs: list[Run], method: str, baseline: str, task: str) -> dict[int, float]:
-    """seed -> method - baseline, on every seed both have (same model, size, task), in seed order."""
+def paired_scores(runs: list[Run], method: str, baseline: str, task: str) -> dict[int, tuple[float, float]]:
+    """seed -> (method's score, baseline's), on every seed both have (same model, size, task), in seed order."""
     base = {r.pair_key: r.score for r in runs if r.method == baseline and r.task == task}
     own = sorted((r for r in runs if r.method == method and r.task == task and r.pair_key in base), key=lambda r: r.seed)
-    return {r.seed: r.score - base[r.pair_key] for r in own}
+    return {r.seed: (r.score, base[r.pair_key]) for r in own}
+
+
+def paired_differences(runs: list[Run], method: str, baseline: str, task: str) -> dict[int, float]:
+    """seed -> method - baseline, on every seed both have (same model, size, task), in seed order."""
+    return {seed: own - base for seed, (own, base) in paired_scores(runs, method, baseline, task).items()}
 
 
 def paired_ratio(runs: list[Run], method: str, baseline: str, value: Callable[[Run], float | None]) -> float | None:

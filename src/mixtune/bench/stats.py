@@ -100,3 +100,36 @@ def seed_means(per_task: dict[str, dict[int, float]]) -> list[float]:
     """Pooled over tasks: per seed present in every task, the mean of that seed's differences over the tasks."""
     seeds = set.intersection(*(set(by_seed) for by_seed in per_task.values())) if per_task else set()
     return [float(np.mean([by_seed[s] for by_seed in per_task.values()])) for s in sorted(seeds)]
+
+
+@dataclass(frozen=True)
+class SpreadRatio:
+    """std(a) / std(b) over n paired seeds; its interval needs 3 seeds, the ratio 2 and a spread in b."""
+
+    n: int
+    ratio: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+def std_ratio(a: list[float], b: list[float]) -> SpreadRatio:
+    """The ratio of two paired samples' standard deviations with its LEVEL Pitman-Morgan interval.
+
+    Why this interval: a seed pairs the two runs (the same subset and head initialisation), so their spreads are
+    correlated and an F interval, which assumes independent samples, is wrong. Pitman-Morgan: var(a) = k var(b)
+    exactly when a / sqrt(k) + b and a / sqrt(k) - b are uncorrelated; the k whose correlation a t-test on n - 2
+    degrees of freedom does not reject are the interval, between the roots of a quadratic in k.
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    n = len(x)
+    if n < 2 or np.var(y) == 0:
+        return SpreadRatio(n)
+    va, vb = np.var(x, ddof=1), np.var(y, ddof=1)
+    if n < 3:
+        return SpreadRatio(n, float(np.sqrt(va / vb)))
+    t = stats.t.ppf(0.5 + LEVEL / 2, n - 2)
+    c = t * t / (n - 2 + t * t)  # the largest squared correlation the test accepts
+    middle = va * vb * (1 + c) - 2 * c * np.cov(x, y)[0, 1] ** 2
+    half = np.sqrt(max(middle**2 - ((1 - c) * va * vb) ** 2, 0.0))
+    scale = (1 - c) * vb * vb
+    return SpreadRatio(n, float(np.sqrt(va / vb)), float(np.sqrt((middle - half) / scale)), float(np.sqrt((middle + half) / scale)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mixtune.bench.runs import DASH, Run, paired_differences
-from mixtune.bench.stats import MIN_SEEDS_TO_CALL, Comparison, compare, seed_means
+from mixtune.bench.runs import DASH, Run, paired_differences, paired_scores
+from mixtune.bench.stats import MIN_SEEDS_TO_CALL, Comparison, SpreadRatio, compare, seed_means, std_ratio
 from mixtune.bench.tables import fmt, markdown_table
 
 POOLED_CALLS = {"won": "better", "lost": "worse", "tied": "no clear difference", "n too small": "n too small"}
@@ -87,4 +87,33 @@ def verdict_legend(focus: str) -> str:
         "every one of them; 95% t-interval over those seeds, p of the t-test and of an exact sign-flip test, MDE at 80% "
         f"power. The verdict (better / worse) and each task's won / lost need {MIN_SEEDS_TO_CALL} seeds and an interval "
         "clear of 0."
+    )
+
+
+def spread_table(runs: list[Run], tasks: list[str], methods: list[str], baseline: str) -> list[str]:
+    """Per method: the std over seeds against the baseline's on the same seeds, per task and on the per-seed mean
+    over the tasks (the seeds that ran every one: the seed is the unit, as in the verdict)."""
+    rows = []
+    for method in (m for m in methods if m != baseline):
+        per_task = [paired_scores(runs, method, baseline, t) for t in tasks]
+        seeds = sorted(set.intersection(*(set(p) for p in per_task))) if per_task else []
+        pooled = [[sum(p[s][side] for p in per_task) / len(per_task) for s in seeds] for side in (0, 1)]
+        cells = [std_ratio([a for a, _ in p.values()], [b for _, b in p.values()]) for p in per_task]
+        rows.append([method, *map(ratio_cell, cells), ratio_cell(std_ratio(*pooled))])
+    return markdown_table(["method", *tasks, "per-seed mean over the tasks"], rows)
+
+
+def ratio_cell(r: SpreadRatio) -> str:
+    """"0.52x [0.21, 1.30] (n=8)"; no interval below 3 seeds, a dash with no spread to divide by."""
+    if r.ratio is None:
+        return DASH
+    interval_text = f" [{r.low:.2f}, {r.high:.2f}]" if r.low is not None else ""
+    return f"{r.ratio:.2f}x{interval_text} (n={r.n})"
+
+
+def spread_legend(baseline: str) -> str:
+    return (
+        f"Each cell: std over seeds of the method's scores / the same for {baseline}, on the seeds both ran, with a 95% "
+        "Pitman-Morgan interval (the seeds pair the runs, so their spreads correlate); below 1: steadier than "
+        f"{baseline}. No interval below 3 seeds; with 3-8 seeds expect it to span several-fold."
     )
