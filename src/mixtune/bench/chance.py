@@ -77,7 +77,6 @@ def chance_row(levels: dict[str, Chance], tasks: list[str]) -> str:
 
 
 def chance_note(levels: dict[str, Chance], tasks: list[str]) -> list[str]:
-    """What the reference row is, and the tasks without one."""
     lines = []
     if levels:
         how = "; ".join(f"{task}: {levels[task].prediction}" for task in tasks if task in levels)

@@ -236,8 +236,7 @@ def _expand(
 
 
 def make_cell(
-    model: str | None, task: str, size: int | None, label: str, method: str, seed: int, settings: dict,
-    settings_from: str | None = None,
+    model: str | None, task: str, size: int | None, label: str, method: str, seed: int, settings: dict, settings_from: str | None,
 ) -> Cell:
     """A cell with its validated run-config values (errors name the method whose settings are wrong)."""
     values = copy.deepcopy(settings)

@@ -67,9 +67,8 @@ def _describe_source(source: Path) -> str:
     return str(source)
 
 
-def _variant(label: str, spec: Any, settings_from: str | None = None) -> Variant:
+def _variant(label: str, spec: dict, settings_from: str | None = None) -> Variant:
     """An overrides entry: a method's own, or a labelled variant (with method: NAME); maybe with a sweep."""
-    spec = dict(mapping(spec, f"overrides.{label}"))
     method = spec.pop("method", label)
     sweep = parse_sweep(spec.pop("sweep", None), f"overrides.{label}.sweep")
     if label in METHODS and method != label:

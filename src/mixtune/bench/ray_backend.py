@@ -104,13 +104,8 @@ def capacity(ray: Any, options: dict[str, Any]) -> int:
 
 
 def run_on_ray(
-    cells: list[Cell],
-    target: str,
-    on_start: Callable[[Cell], None],
-    options: dict[str, Any],
-    resources: dict[str, float] | None = None,
-    address: str | None = None,
-    max_in_flight: int | None = None,
+    cells: list[Cell], target: str, on_start: Callable[[Cell], None], options: dict[str, Any],
+    resources: dict[str, float] | None, address: str | None, max_in_flight: int | None,
 ) -> Iterator[tuple[Cell, dict]]:
     """Run cells as Ray tasks, as many at once as the cluster holds (or max_in_flight); yields (cell, outcome)
     as each ends. Closing the generator (Ctrl-C, an error in the driver) cancels the tasks in flight."""
@@ -140,7 +135,6 @@ def run_on_ray(
 
 
 def collect(ray: Any, ref: Any, started: float) -> dict[str, Any]:
-    """The outcome a task returned, or a failure saying how its task ended without one."""
     try:
         return ray.get(ref)
     except ray.exceptions.RayError as exc:

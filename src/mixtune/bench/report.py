@@ -111,7 +111,6 @@ def _overview(paths: list[Path], loaded: Loaded, baseline: str, split: str | Non
 
 
 def _section(title: str, text: str, table: list[str]) -> list[str]:
-    """A report section: its heading, what its table shows, the table; nothing where there is no table."""
     return [f"### {title}", "", text, "", *table, ""] if table else []
 
 

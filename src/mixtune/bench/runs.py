@@ -189,7 +189,6 @@ def paired_ratio(runs: list[Run], method: str, baseline: str, value: Callable[[R
 
 
 def cell_runs(runs: list[Run], method: str, task: str) -> list[Run]:
-    """One table cell's runs, one per seed."""
     return [r for r in runs if r.method == method and r.task == task]
 
 

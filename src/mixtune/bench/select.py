@@ -221,7 +221,7 @@ def overrides_yaml(selection: Selection, today: date | None = None) -> str:
     return "\n".join(lines) + "\n" + body
 
 
-def run_select(results: Path, split: str, out: Path | None, today: date | None = None, by: str = "row") -> int:
+def run_select(results: Path, split: str, out: Path | None, by: str = "row") -> int:
     """The command: print the table and what was dropped, write (or print) the overrides."""
     if split != "dev":
         raise MixtuneError(
@@ -237,7 +237,7 @@ def run_select(results: Path, split: str, out: Path | None, today: date | None =
             f"no variant of {', '.join(missing)} has every cell ok: finish or fix those runs "
             "(mixtune bench <tuning config> [--retry-failed]), then select again; nothing written"
         )
-    text = overrides_yaml(selection, today)
+    text = overrides_yaml(selection)
     if out is None:
         print()
         print(text, end="")

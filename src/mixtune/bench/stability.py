@@ -59,7 +59,6 @@ def disagreement_table(runs: list[Run], tasks: list[str], methods: list[str]) ->
 
 
 def _disagreement_cell(cell: list[Run]) -> str:
-    """The mean disagreement over every pair of seeds with stored predictions; a dash with fewer than two."""
     found = [r for r in cell if r.predictions is not None]
     pairs = [disagreement(a.predictions, b.predictions, a.regression) for a, b in combinations(found, 2)]
     return f"{float(np.mean(pairs)):.3f} (n={len(found)})" if pairs else DASH

@@ -43,7 +43,6 @@ class Comparison:
 
 
 def compare(differences: list[float]) -> Comparison:
-    """The paired comparison of one set of differences (one per seed)."""
     values = np.asarray(differences, dtype=float)
     n = len(values)
     if n < 2:
