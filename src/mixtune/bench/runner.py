@@ -39,6 +39,7 @@ from mixtune.errors import MixtuneError
 from mixtune.paths import check_writable
 
 DEFAULT_TARGET = "mixtune.bench.runner:run_cell"
+BACKENDS = ("local", "ray")
 PARENT_CHECK_S = 0.5
 LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.(.+)$")
 ROLE_PREFIXES = ("attention.self.", "attention.attn.")
@@ -222,6 +223,8 @@ def run_sweep(
     grid's `resources` request (mixtune.bench.ray_backend), on the cluster at `address` or a local instance;
     `workers` then caps the runs in flight (default: as many as the cluster holds).
     """
+    if backend not in BACKENDS:  # the CLI's choices check this too; a Python caller gets the same answer
+        raise MixtuneError(f"--backend {backend!r} is not known: choose one of {', '.join(BACKENDS)}")
     if workers is not None and workers < 1:
         raise MixtuneError(f"--workers must be at least 1, got {workers}")
     if not isolate and (workers or 1) != 1:
