@@ -188,6 +188,8 @@ def main() -> None:
     parser.add_argument("--batch-order", default="mixtune", choices=["mixtune", "own"],
                         help="the Trainer's batches: mixtune's (the same padding: loop against loop) or its own sampler's")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     torch.set_num_threads(args.threads)
 
     config = build_config({"data": {"task": args.task, "data_dir": args.data_dir, "train_size": args.train_size}})
