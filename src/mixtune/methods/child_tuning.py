@@ -121,12 +121,13 @@ class RandomChildMask:
     runs repeat exactly on one device and the global RNG (dropout) is untouched. Shared by child-tuning-f and the
     finetune phase of mixup-blo and soup-start (method arg finetune_mask_p).
 
-    Cost (issue 31): a mask over all of MiniLM's 22.4M gradient entries took about 300 ms a step on one CPU thread
-    with Bernoulli draws, more than half a vanilla step. Two things make it about a quarter of that, with the same
-    distribution: a uniform draw compared with p (torch.rand is about twice as fast as bernoulli_ on the CPU), and
-    only the rows of an embedding gradient that the batch touched (a batch of 16 touches a few hundred of the 30,522
-    word-embedding rows; an untouched row's gradient is zero, masked or not). Masks drawn before this change (records
-    before 2026-12-03 15:30 UTC) repeat in distribution, not draw for draw.
+    Cost (issue 31): a mask over all of MiniLM's 22.4M gradient entries took about 390 ms a step on one CPU thread
+    with Bernoulli draws, more than the forward and backward pass of a short batch. Two things make it about a
+    quarter of that, with the same distribution: a uniform draw compared with p (torch.rand is about twice as fast as
+    bernoulli_ on the CPU), and, on the CPU, only the rows of an embedding gradient that the batch touched (a batch
+    of 16 touches a few hundred of the 30,522 word-embedding rows; an untouched row's gradient is zero, masked or
+    not). Masks drawn before this change (records before 2026-12-03 15:10 UTC) repeat in distribution, not draw for
+    draw.
     """
 
     def __init__(self, p: float, seed: int) -> None:
@@ -156,8 +157,12 @@ class RandomChildMask:
 
 
 def touched_rows(grad: torch.Tensor) -> torch.Tensor | None:
-    """The indices of a large 2-D gradient's non-zero rows when they are under half of its rows, else None."""
-    if grad.dim() != 2 or grad.shape[0] < SPARSE_ROWS_MIN:
+    """The indices of a large 2-D CPU gradient's non-zero rows when they are under half of its rows, else None.
+
+    CPU only: there the random draws are what costs; a GPU draws them cheaply, and finding the rows (nonzero)
+    would stop it to wait for the result at every large tensor.
+    """
+    if grad.device.type != "cpu" or grad.dim() != 2 or grad.shape[0] < SPARSE_ROWS_MIN:
         return None
     rows = grad.ne(0).any(dim=1).nonzero().squeeze(1)
     return rows if 2 * len(rows) < grad.shape[0] else None
