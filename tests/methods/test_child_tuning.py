@@ -130,3 +130,4 @@ def test_f_masks_only_the_rows_an_embedding_gradient_touched_and_keeps_fraction_
     assert kept.unique().tolist() == pytest.approx([0.0, 1 / 0.3])
     assert float((kept != 0).float().mean()) == pytest.approx(0.3, abs=0.03)
     assert touched_rows(torch.ones(4096, 4)) is None and touched_rows(torch.zeros(100, 4)) is None
+    assert touched_rows(torch.zeros(4096, 4, device="meta")) is None  # off the CPU: always the dense way
