@@ -96,8 +96,7 @@ def spread_table(runs: list[Run], tasks: list[str], methods: list[str], baseline
     rows = []
     for method in (m for m in methods if m != baseline):
         per_task = [paired_scores(runs, method, baseline, t) for t in tasks]
-        seeds = sorted(set.intersection(*(set(p) for p in per_task))) if per_task else []
-        pooled = [[sum(p[s][side] for p in per_task) / len(per_task) for s in seeds] for side in (0, 1)]
+        pooled = [seed_means({t: {s: pair[side] for s, pair in p.items()} for t, p in zip(tasks, per_task)}) for side in (0, 1)]
         cells = [std_ratio([a for a, _ in p.values()], [b for _, b in p.values()]) for p in per_task]
         rows.append([method, *map(ratio_cell, cells), ratio_cell(std_ratio(*pooled))])
     return markdown_table(["method", *tasks, "per-seed mean over the tasks"], rows)
