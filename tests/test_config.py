@@ -13,9 +13,10 @@ from mixtune.config import (
 )
 from mixtune.config_checks import validate
 from mixtune.errors import MixtuneError
+from mixtune.methods import make_method
 
 RELEASED = {
-    "mixup.granularity": "rank", "search.epochs": 3, "search.unroll_steps": 1, "search.outer_full_split": False,
+    "mixup.granularity": "rank", "search.epochs": 2, "search.unroll_steps": 1, "search.outer_full_split": False,
     "search.outer_dropout": True, "search.alpha_lr": 2e-3, "search.alpha_lr_sum": None,
 }
 SHARE = {
@@ -29,10 +30,13 @@ def form_values(config: RunConfig) -> dict:
     return {key: getattr(getattr(config, key.split(".")[0]), key.split(".")[1]) for key in RELEASED}
 
 
-def test_defaults_are_the_released_settings():
+def test_defaults_are_the_released_mixup_with_the_pilot_recipe():
+    """Issue 32's pilot choice: the released mixup, 3 splits x 2 epochs of search, a masked finetune at 2e-4, last step."""
     config = resolve_form_defaults(build_config())
     assert (config.method, config.mixup.form, config.mixup.rank) == ("mixup-blo", "released", 1)
-    assert (config.search.splits, config.search.split_ratio, config.search.average) == (5, 0.8, "all")
+    assert (config.search.splits, config.search.epochs, config.search.split_ratio, config.search.average) == (3, 2.0, 0.8, "all")
+    method = make_method(config)
+    assert (method.lr, method.hp.finetune_mask_p, config.train.select) == (2e-4, 0.3, "last")
     assert (config.search.inner_lr, config.search.alpha_lr, config.search.inner_max_grad_norm) == (2e-5, 2e-3, 5.0)
     assert (config.train.batch_size, config.train.max_length, config.train.max_grad_norm) == (16, 128, 1.0)
 

@@ -143,6 +143,8 @@ def show(value: Any) -> str:
         return "none"
     if isinstance(value, list):
         return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"  # 2 epochs, not 2.0
     return str(value)
 
 

@@ -84,13 +84,15 @@ ADDED_OPTIONS = {
 def keyed_settings(section: Any, form_values: dict[str, Any]) -> dict[str, Any]:
     """A resolved mixup or search config as the key sees it: every field, except added options at their old value.
 
-    A value equal to the form's default (`form_values`) keys as that default: an explicit `search.epochs: 3`,
-    read as 3.0, keys as the default 3 does. fd_precondition (and the bit-exact restore that came with it)
+    A value equal to the form's default (`form_values`) keys as that default, and whole epochs key as a whole
+    number: an explicit `search.epochs: 3`, read as 3.0, keys as the paper's default 3 did. fd_precondition (and the bit-exact restore that came with it)
     changes finite-difference searches, so it is keyed whenever the hypergradient is finite-difference, and left
     out when it has no effect (first order).
     """
     values = asdict(section)
     values.update({name: value for name, value in form_values.items() if values[name] == value})
+    if isinstance(values.get("epochs"), float) and values["epochs"].is_integer():
+        values["epochs"] = int(values["epochs"])
     for name, old in ADDED_OPTIONS.items():
         if name in values and values[name] == old:
             del values[name]
