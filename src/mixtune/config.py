@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from mixtune.errors import MixtuneError
+from mixtune.method_names import OWN_AVERAGES
 
 # Sentence pairs: joint (a cross-encoder), separate (a bi-encoder over [u, v, |u - v|, u * v]) or cosine (a
 # bi-encoder scoring the cosine similarity of u and v); the last two need a pooled head (mixtune.heads).
@@ -96,7 +97,9 @@ class TrainConfig:
     report_last_step: bool = False  # also score the test sets at the last step (what best-dev selection changed)
     layer_decay: float | None = None  # None = off; layer l trains at lr * decay^(L + 1 - l) (Zhang et al. 2021)
     reinit_layers: int = 0  # re-initialise the top k layers and the pooler before training (Zhang et al. 2021)
-    average: str = "none"  # swa / ema: the weights averaged over the run's last part replace the last step's
+    # swa / ema: the weights averaged over the run's last part replace the last step's; none; auto: the method's
+    # (average_default: swa for mixup-blo and soup-start under select last, issue 32's recipe; none otherwise)
+    average: str = "auto"
     average_start: float = 0.5  # the average takes the weights after every step from this fraction of the run on
     ema_decay: float = 0.98  # ema: avg <- decay * avg + (1 - decay) * w (a horizon of about 1 / (1 - decay) steps)
 
@@ -211,13 +214,22 @@ class RunConfig:
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "mixup": MixupConfig, "search": SearchConfig}
 
 
-def resolve_form_defaults(config: RunConfig) -> RunConfig:
-    """A copy with the form-dependent keys set (MixupConfig.resolved, SearchConfig.resolved): done when a run
-    starts, not in build_config, so a config (and a benchmark cell's settings hash) holds only what was set."""
+def resolve_defaults(config: RunConfig) -> RunConfig:
+    """A copy with the form-dependent keys set (MixupConfig.resolved, SearchConfig.resolved) and train.average:
+    done when a run starts, not in build_config, so a config (and a benchmark cell's settings hash) holds only what
+    was set, and the hash sees what the run computes with."""
     resolved = copy.deepcopy(config)
     resolved.mixup = resolved.mixup.resolved()
     resolved.search = resolved.search.resolved(resolved.mixup.form)
+    resolved.train = dataclasses.replace(resolved.train, average=average_default(resolved.train, resolved.method))
     return resolved
+
+
+def average_default(train: TrainConfig, method: str) -> str:
+    """train.average as set; auto: the method's (OWN_AVERAGES) under select last (best-dev keeps a step instead)."""
+    if train.average != "auto":
+        return train.average
+    return OWN_AVERAGES.get(method, "none") if train.select == "last" else "none"
 
 
 def _type_hints(cls: type) -> dict[str, Any]:

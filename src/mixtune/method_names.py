@@ -31,3 +31,6 @@ OWN_LRS = {
     "lora": 5e-4, "prefix-tuning": 5e-3, "prompt-tuning": 1e-2,
 }
 OWN_EPOCHS = {"setfit": 1}
+# The weight average a method's finetune takes when train.average is unset and train.select is last (issue 32's
+# recipe: SWA over the last half of mixup-blo's masked finetune; soup-start, its control, the same); none otherwise.
+OWN_AVERAGES = {"mixup-blo": "swa", "soup-start": "swa"}
