@@ -94,6 +94,7 @@ def test_an_explicit_value_always_wins(form):
         "mixup": {"form": form, "granularity": "row"},
         "search": {"epochs": 7, "unroll_steps": 3, "outer_full_split": not FORM_DEFAULTS[form]["search.outer_full_split"],
                    "outer_dropout": not FORM_DEFAULTS[form]["search.outer_dropout"], "alpha_lr": 5e-3, "alpha_lr_sum": 0.3},
+        "train": {"average": "ema"},
     }
     resolved = resolve_defaults(build_config(explicit))
     assert dataclasses.asdict(resolved) == dataclasses.asdict(build_config(explicit))
