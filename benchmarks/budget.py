@@ -28,7 +28,7 @@ from mixtune.bench.grid import Cell, load_grid
 from mixtune.bench.results import read_results
 from mixtune.bench.runner import plan
 from mixtune.bench.runs import run_cost
-from mixtune.config import build_config, form_defaults, resolve_form_defaults
+from mixtune.config import build_config, form_defaults, resolve_defaults
 from mixtune.errors import MixtuneError
 
 Kind = tuple[str, ...]  # (method,) or, for mixup-blo, (method, form, granularity): they differ in cost
@@ -49,7 +49,7 @@ def budgets(config: dict[str, Any], size: int) -> dict[Phase, float]:
 
 
 def resolved(cell: Cell) -> dict[str, Any]:
-    return resolve_form_defaults(build_config(copy.deepcopy(cell.values))).to_dict()
+    return resolve_defaults(build_config(copy.deepcopy(cell.values))).to_dict()
 
 
 class Timings:

@@ -50,7 +50,7 @@ def test_train_help_lists_every_method_and_task_with_the_defaults(capsys):
     assert all(name in text for name in GLUE_TASKS)
     assert "--method NAME one of mixup-blo," in unwrapped and "(default: mixup-blo)" in text
     assert "--train-scheduler {linear,cosine,constant}" in text and "[train.scheduler] (default: linear)" in text
-    assert "[search.epochs] (default: the mixup form's: released 3, convex 3, share 2)" in text
+    assert "[search.epochs] (default: the mixup form's: released 2, convex 2, share 2)" in text
     assert "--search-fd-precondition {true,false}" in text
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from mixtune.config import FORM_DEFAULTS, RunConfig
 from mixtune.config_checks import CHOICES
 from mixtune.data.glue import ALIASES, GLUE_TASKS
-from mixtune.method_names import COMMON_EPOCHS, COMMON_LR, OWN_EPOCHS, OWN_LRS
+from mixtune.method_names import COMMON_EPOCHS, COMMON_LR, OWN_AVERAGES, OWN_EPOCHS, OWN_LRS
 
 # What each key does (where none is a value of its own, what it means); key_help adds the key and its default.
 KEY_HELP = {
@@ -41,7 +41,9 @@ KEY_HELP = {
     "train.select": "which weights the run keeps: best-dev (the best dev score) or last (the paper's protocol)",
     "train.patience": "stop after this many dev evaluations without improvement",
     "train.report_last_step": "also score the test sets with the last step's weights",
-    "train.average": "average the weights over the last part of training (swa: uniform, ema: exponential); needs select last",
+    "train.average": "average the weights over the last part of training (swa: uniform, ema: exponential); needs select "
+    "last; auto: the method's under select last (" + ", ".join(f"{m} {a}" for m, a in OWN_AVERAGES.items())
+    + "), none otherwise",
     "train.average_start": "the share of the steps after which weights enter the average",
     "train.ema_decay": "the EMA's decay per step",
     "train.layer_decay": "layer-wise lr decay: layer l trains at lr * decay^(L + 1 - l) (Zhang et al. 2021)",
@@ -143,6 +145,8 @@ def show(value: Any) -> str:
         return "none"
     if isinstance(value, list):
         return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"  # 2 epochs, not 2.0
     return str(value)
 
 

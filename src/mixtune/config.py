@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from mixtune.errors import MixtuneError
+from mixtune.method_names import OWN_AVERAGES
 
 # Sentence pairs: joint (a cross-encoder), separate (a bi-encoder over [u, v, |u - v|, u * v]) or cosine (a
 # bi-encoder scoring the cosine similarity of u and v); the last two need a pooled head (mixtune.heads).
@@ -29,11 +30,13 @@ PAIR_ENCODINGS = ("auto", "joint", "separate", "cosine")
 # mean dev score of issue #12's pilot (benchmarks/pilot_mixup.yaml, `mixtune select --by method`), ahead of share.
 DEFAULT_MIXUP_FORM = "released"
 # Each form's values of the keys that depend on it (left at None in a config: "the form's default"). released and
-# convex: the paper's search; share: the pilot's search for the form whose alpha learns (granularity module won
-# over row there).
-_PAPER_SETTINGS = {
+# convex: the paper's search, at 2 epochs a split where the paper runs 3 (issue 32's pilot: the cheaper search with a
+# masked finetune, benchmarks/pilot_promise.yaml); share: the pilot's search for the form whose alpha learns
+# (granularity module won over row there). Epochs are floats, as a value set in a config is stored: a config that
+# pins a default then hashes as the default did (bench.grid.settings_hash).
+_RELEASED_SETTINGS = {
     "mixup.granularity": "rank",
-    "search.epochs": 3,
+    "search.epochs": 2.0,
     "search.unroll_steps": 1,
     "search.outer_full_split": False,
     "search.outer_dropout": True,
@@ -41,11 +44,11 @@ _PAPER_SETTINGS = {
     "search.alpha_lr_sum": None,
 }
 FORM_DEFAULTS: dict[str, dict[str, Any]] = {
-    "released": _PAPER_SETTINGS,
-    "convex": dict(_PAPER_SETTINGS),
+    "released": _RELEASED_SETTINGS,
+    "convex": dict(_RELEASED_SETTINGS),
     "share": {
         "mixup.granularity": "module",
-        "search.epochs": 2,
+        "search.epochs": 2.0,
         "search.unroll_steps": 5,
         "search.outer_full_split": True,
         "search.outer_dropout": False,
@@ -87,12 +90,16 @@ class TrainConfig:
     # Steps between dev evaluations; None = twice per epoch. Evaluated only where used: best-dev, patience, or a set
     # eval_every (a dev curve under select last); select last with eval_every None scores dev only at the end.
     eval_every: int | None = None
-    select: str = "best-dev"  # keep the trainable state with the best dev score; "last" = the paper's protocol
+    # "last": the weights after the last step (the paper's protocol, and the default since issue 32: a 50-example
+    # dev split choosing the step added most of the seed variance); "best-dev": the state with the best dev score
+    select: str = "last"
     patience: int | None = None  # stop after this many dev evaluations without improvement; None = never
     report_last_step: bool = False  # also score the test sets at the last step (what best-dev selection changed)
     layer_decay: float | None = None  # None = off; layer l trains at lr * decay^(L + 1 - l) (Zhang et al. 2021)
     reinit_layers: int = 0  # re-initialise the top k layers and the pooler before training (Zhang et al. 2021)
-    average: str = "none"  # swa / ema: the weights averaged over the run's last part replace the last step's
+    # swa / ema: the weights averaged over the run's last part replace the last step's; none; auto: the method's
+    # (average_default: swa for mixup-blo and soup-start under select last, issue 32's recipe; none otherwise)
+    average: str = "auto"
     average_start: float = 0.5  # the average takes the weights after every step from this fraction of the run on
     ema_decay: float = 0.98  # ema: avg <- decay * avg + (1 - decay) * w (a horizon of about 1 / (1 - decay) steps)
 
@@ -132,7 +139,7 @@ class SearchConfig:
     "the mixup form's default" (FORM_DEFAULTS; see resolved).
     """
 
-    splits: int = 5
+    splits: int = 3  # the paper runs 5; 3 since issue 32's pilot (with 2 epochs a split: the cost of the default)
     split_ratio: float = 0.8
     epochs: float | None = None
     hypergradient: str = "first-order"  # or "finite-difference" (DARTS second order)
@@ -207,13 +214,22 @@ class RunConfig:
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "mixup": MixupConfig, "search": SearchConfig}
 
 
-def resolve_form_defaults(config: RunConfig) -> RunConfig:
-    """A copy with the form-dependent keys set (MixupConfig.resolved, SearchConfig.resolved): done when a run
-    starts, not in build_config, so a config (and a benchmark cell's settings hash) holds only what was set."""
+def resolve_defaults(config: RunConfig) -> RunConfig:
+    """A copy with the form-dependent keys set (MixupConfig.resolved, SearchConfig.resolved) and train.average:
+    done when a run starts, not in build_config, so a config (and a benchmark cell's settings hash) holds only what
+    was set, and the hash sees what the run computes with."""
     resolved = copy.deepcopy(config)
     resolved.mixup = resolved.mixup.resolved()
     resolved.search = resolved.search.resolved(resolved.mixup.form)
+    resolved.train = dataclasses.replace(resolved.train, average=average_default(resolved.train, resolved.method))
     return resolved
+
+
+def average_default(train: TrainConfig, method: str) -> str:
+    """train.average as set; auto: the method's (OWN_AVERAGES) under select last (best-dev keeps a step instead)."""
+    if train.average != "auto":
+        return train.average
+    return OWN_AVERAGES.get(method, "none") if train.select == "last" else "none"
 
 
 def _type_hints(cls: type) -> dict[str, Any]:

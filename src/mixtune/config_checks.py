@@ -20,7 +20,7 @@ CHOICES = {
     "mixup.granularity": ("rank", "row", "module"),
     "search.hypergradient": ("first-order", "finite-difference"),
     "search.average": ("all", "alpha", "greedy"),
-    "train.average": ("none", "swa", "ema"),
+    "train.average": ("auto", "none", "swa", "ema"),
     "data.task_type": ("classification", "regression"),
     "train.scheduler": ("linear", "cosine", "constant"),
     "train.select": ("best-dev", "last"),
@@ -76,7 +76,7 @@ def validate(config: RunConfig) -> None:
     for key, ok, expected in checks:
         if not ok:
             raise MixtuneError(f"config key '{key}' must be {expected}")
-    if config.train.average != "none" and config.train.select != "last":
+    if config.train.average not in ("auto", "none") and config.train.select != "last":
         raise MixtuneError(f"train.average {config.train.average} and train.select best-dev both choose the final weights: set train.select to last")
     for key in ("train.lr", "train.epochs"):
         section, name = key.split(".")

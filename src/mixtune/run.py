@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mixtune.config import RunConfig, resolve_form_defaults, save_yaml
+from mixtune.config import RunConfig, resolve_defaults, save_yaml
 from mixtune.config_checks import validate
 from mixtune.data import load_task
 from mixtune.data.batching import by_length, clamp_max_length, encode, length_order, make_loader
@@ -129,7 +129,7 @@ def _run(
     started, cpu_started = time.perf_counter(), time.process_time()
     # Here, before anything reads the config: the method, the search cache key and the record all see one set of
     # concrete values, while the caller's config (and a benchmark cell's settings hash) keeps only what was set.
-    config = resolve_form_defaults(config)
+    config = resolve_defaults(config)
     config.precision = runtime.precision  # auto's choice, concrete for everything downstream (the search cache)
     method_cls = method_class(config.method)
     task = load_task(config.data)

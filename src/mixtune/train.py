@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mixtune.averaging import WeightAverager
+from mixtune.config import average_default
 from mixtune.data.batching import make_loader
 from mixtune.device import GradStep, active, forward_context, model_device, rng_state, set_rng_state, to_device
 from mixtune.errors import TrainingDiverged
@@ -260,7 +261,8 @@ def train_loop(
     guard = DivergenceGuard.for_model(model, ctx.features)
     evaluate_dev = guard.checked(dev_evaluator(cfg, ctx.evaluate_dev), params)
     selector = DevSelector(model, evaluate_dev, eval_interval(cfg.eval_every, len(loader)), cfg.select, cfg.patience)
-    averager = WeightAverager(cfg.average, cfg.average_start, cfg.ema_decay, total)  # train.average (averaging.py)
+    average = average_default(cfg, method.name)  # train.average, or the method's (averaging.py)
+    averager = WeightAverager(average, cfg.average_start, cfg.ema_decay, total)
     method.on_train_start(model, loader, total)
     model.train()
     started = time.perf_counter()

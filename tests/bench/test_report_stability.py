@@ -7,7 +7,7 @@ import pytest
 
 from mixtune.bench.report import write_report
 from mixtune.bench.runs import load_runs
-from mixtune.bench.stability import disagreement, failed_counts
+from mixtune.bench.stability import disagreement, failed_counts, shared_predictions
 from mixtune.bench.stats import compare
 from mixtune.bench.verdict import interval
 
@@ -50,6 +50,22 @@ def test_regression_disagreement_is_one_minus_pearson():
     assert disagreement(values, [2.0] * 4, regression=True) == 1.0  # a constant prediction correlates with nothing
     other = [1.0, 0.0, 3.0, 5.0]
     assert disagreement(values, other, regression=True) == pytest.approx(1 - np.corrcoef(values, other)[0, 1])
+
+
+def test_seeds_scoring_different_examples_are_compared_on_the_ones_they_share(tmp_path):
+    """pool_test gives each seed its own examples (its own training examples left out): pairs match by pool index."""
+    lines = []
+    for seed, ids, predictions in ((1, [3, 5, 8, 9], [1, 0, 1, 1]), (2, [2, 3, 5, 8], [0, 1, 0, 0])):
+        line = record_line("rte", "vanilla", seed, 50)
+        line["task"] = {"kind": "classification"}
+        line["predictions"], line["indices"] = {"pool_test": predictions}, {"pool_test": ids}
+        line["metrics"]["pool_test"] = line["metrics"]["test"]
+        lines.append(line)
+    path = tmp_path / "bench.jsonl"
+    write_records(path, lines)
+    first, second = load_runs([path], "pool_test").runs
+    assert shared_predictions(first, second) == ([1, 0, 1], [1, 0, 0])  # examples 3, 5, 8
+    assert disagreement(*shared_predictions(first, second), regression=False) == pytest.approx(1 / 3)  # by position: 1
 
 
 def test_disagreement_table_averages_seed_pairs_and_needs_two_seeds(tmp_path):

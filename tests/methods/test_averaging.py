@@ -88,8 +88,8 @@ def test_the_last_step_is_always_averaged():
 @pytest.mark.parametrize(
     ("train", "message"),
     [
-        ({"average": "swa"}, "set train.select to last"),
-        ({"average": "polyak", "select": "last"}, "choose one of none, swa, ema"),
+        ({"average": "swa", "select": "best-dev"}, "set train.select to last"),
+        ({"average": "polyak", "select": "last"}, "choose one of auto, none, swa, ema"),
         ({"average": "swa", "select": "last", "average_start": 1.0}, "train.average_start"),
         ({"average": "ema", "select": "last", "ema_decay": 1.0}, "train.ema_decay"),
     ],

@@ -76,13 +76,13 @@ def test_wise_ft_mixes_the_encoder_and_keeps_the_finetuned_head(tiny_model, make
     pretrained = {n: p.detach().clone() for n, p in tiny_model.named_parameters()}
     snapshots = []
 
-    def dev(model):  # 3 steps, each evaluated by the loop; then the three mixing values
+    def dev(model):  # the loop keeps its last step (select last) unscored; dev scores the three mixing values
         snapshots.append({n: p.detach().clone() for n, p in model.named_parameters()})
-        return [0.0, 0.0, 0.0, 0.0, 5.0, 1.0][len(snapshots) - 1]
+        return [0.0, 5.0, 1.0][len(snapshots) - 1]
 
     ctx.evaluate_dev = dev
     method.fit(tiny_model, ctx)
-    assert len(snapshots) == 6
+    assert len(snapshots) == 3
     mixes = snapshots[-3:]
     name = "bert.encoder.layer.0.attention.self.query.weight"
     assert torch.equal(mixes[0][name], pretrained[name])

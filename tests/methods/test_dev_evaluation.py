@@ -46,7 +46,7 @@ def test_dev_is_evaluated_where_something_uses_it(tiny_bert_dir, tiny_tokenizer)
     assert dev_evaluator(config, dev) is None
     for values in ({"select": "best-dev"}, {"select": "last", "eval_every": 5}, {"select": "last", "patience": 3}):
         assert dev_evaluator(build_config({"train": values}).train, dev) is dev
-    result, dev, _ = train(tiny_bert_dir, tiny_tokenizer)  # the default: best-dev, twice per epoch
+    result, dev, _ = train(tiny_bert_dir, tiny_tokenizer, select="best-dev")  # twice per epoch
     assert dev.calls == 6 and len(result["dev_curve"]) == 6
 
 

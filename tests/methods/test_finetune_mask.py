@@ -37,8 +37,10 @@ def test_the_mask_is_child_tuning_fs_for_the_same_seed_and_p(name, make_run, tin
 
 
 @pytest.mark.parametrize("name", ["mixup-blo", "soup-start"])
-def test_no_mask_by_default(name, make_run, tiny_model):
-    method, _ = make_run(name)
+def test_the_mask_is_on_by_default_and_null_turns_it_off(name, make_run, tiny_model):
+    """Issue 32's recipe masks the finetune by default (p 0.3); finetune_mask_p null is the paper's unmasked one."""
+    assert make_run(name)[0].hp.finetune_mask_p == 0.3
+    method, _ = make_run(name, method_args={"finetune_mask_p": None})
     assert method.hp.finetune_mask_p is None
     assert torch.equal(masked_gradients(method, tiny_model), torch.ones(sum(p.numel() for p in tiny_model.parameters())))
 

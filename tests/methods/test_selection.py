@@ -25,7 +25,7 @@ class ScriptedDev:
 
 
 def fit(tiny_model, tiny_tokenizer, scores: list[float], **train):
-    config = build_config({"method": "vanilla", "train": {"batch_size": 8, "lr": 1e-3, "eval_every": 2, **train}})
+    config = build_config({"method": "vanilla", "train": {"batch_size": 8, "lr": 1e-3, "eval_every": 2, "select": "best-dev", **train}})
     dev = ScriptedDev(scores)
     ctx = FitContext(random_features(32), tiny_tokenizer, config, 0, progress=False, evaluate_dev=dev)
     result = train_loop(tiny_model, ctx.loader(), make_method(config), 1e-3, 3, ctx, desc="test")  # 12 steps

@@ -91,7 +91,9 @@ def test_options_added_later_leave_the_released_key_as_it_was():
     mixup = lambda config: keyed_settings(config.resolved(), form_defaults(config.resolved().form, "mixup"))  # noqa: E731
     search = lambda config, form=None: keyed_settings(config.resolved(form), form_defaults(form, "search"))  # noqa: E731
     assert mixup(MixupConfig()) == released_mixup
-    assert search(SearchConfig()) == released_search and type(search(SearchConfig())["epochs"]) is int
+    paper = SearchConfig(splits=5, epochs=3.0)  # the default before issue 32, now set (a config reads 3 as 3.0)
+    assert search(paper) == released_search and type(search(paper)["epochs"]) is int
+    assert search(SearchConfig()) == {**released_search, "splits": 3, "epochs": 2}  # today's default
     assert mixup(MixupConfig(form="share", granularity="row"))["granularity"] == "row"
     assert search(SearchConfig(alpha_lr_sum=1.0, outer_dropout=False)).keys() >= {"alpha_lr_sum", "outer_dropout"}
     assert search(SearchConfig(), "share").keys() >= {"alpha_lr_sum", "outer_dropout", "outer_full_split"}
@@ -106,8 +108,8 @@ def test_a_key_left_at_the_forms_default_and_the_same_value_set_key_alike(monkey
     key = lambda values: search_key(model, data, build_config(values), 1)[0]  # noqa: E731
     released = {"mixup": {"form": "released", "granularity": "rank"}, "search": {
         "epochs": 3, "unroll_steps": 1, "outer_full_split": False, "outer_dropout": True, "alpha_lr": 2e-3}}
-    assert key({}) == key(released) == key({"search": {"epochs": 3.0}})  # an explicit 3 is read as 3.0
-    assert key({"search": {"epochs": 2}}) != key({})
+    assert key({}) == key(released | {"search": {**released["search"], "epochs": 2}}) == key({"search": {"epochs": 2.0}})
+    assert key({"search": {"epochs": 3}}) != key({})
     share = {"mixup": {"form": "share", "granularity": "module"}, "search": {
         "epochs": 2, "unroll_steps": 5, "outer_full_split": True, "outer_dropout": False, "alpha_lr_sum": 1.0}}
     monkeypatch.setattr(config_module, "DEFAULT_MIXUP_FORM", "share")

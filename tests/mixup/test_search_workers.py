@@ -19,7 +19,7 @@ def config_for(model_dir: Path, glue_dir: Path, workers: int):
     return build_config({
         "method": "mixup-blo", "model": str(model_dir), "seed": 5,
         "data": {"task": "rte", "data_dir": str(glue_dir), "train_size": 20},
-        "train": {"epochs": 1, "max_length": 24, "batch_size": 8, "lr": 1e-3},
+        "train": {"epochs": 1, "max_length": 24, "batch_size": 8, "lr": 1e-3, "select": "best-dev"},
         "search": {"splits": 3, "epochs": 1, "hypergradient": "finite-difference", "workers": workers},
     })
 

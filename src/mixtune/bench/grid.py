@@ -41,7 +41,7 @@ from typing import Any
 
 from mixtune.bench.checks import GRID_OWNED, check_keys, deep_merge, has_dotted, mapping, optional_path
 from mixtune.bench.overrides import Variant, load_variants, parse_sweep, resolve_label, sweep_rows
-from mixtune.config import RunConfig, build_config, load_yaml, resolve_form_defaults
+from mixtune.config import RunConfig, build_config, load_yaml, resolve_defaults
 from mixtune.data.glue import glue_task
 from mixtune.errors import MixtuneError
 from mixtune.methods import METHODS, make_method
@@ -259,7 +259,7 @@ def settings_hash(config: RunConfig) -> str:
     """Short hash of everything the run computes with: the config as the run resolves it (form defaults filled in)
     minus the grid axes and where data and output live, the method's resolved hyperparameters (its own default lr
     and epochs included), and the record format version. A changed default anywhere makes new cells."""
-    resolved = resolve_form_defaults(config)
+    resolved = resolve_defaults(config)
     settings = {
         k: v for k, v in flatten(resolved.to_dict()).items() if k not in UNHASHED and not k.startswith(RESOLVED_BY_METHOD)
     }

@@ -46,6 +46,8 @@ class Run:
     dev_curve: list[dict[str, float]] = field(default_factory=list)  # the finetune's dev evaluations
     alpha_diagnostics: dict[str, Any] | None = None  # did alpha learn: log.alpha_diagnostics (mixtune.mixup.diagnostics)
     predictions: list | None = None  # the reported split's predictions (records from before "predictions": None)
+    # which examples those are, where seeds score different sets (pool_test: its pool indices); None: one set for all
+    example_ids: list[int] | None = None
     regression: bool = False  # predictions are values, not class indices
     test_split: str = "test"  # the split the score is on ("test"; MNLI: "matched")
     data: dict[str, Any] = field(default_factory=dict)  # the run's data config (config.data): where its labels are
@@ -140,6 +142,7 @@ def to_run(record: dict[str, Any], labels: dict[tuple[str, str], str], split: st
         dev_curve=record.get("log", {}).get("finetune", {}).get("dev_curve", []),
         alpha_diagnostics=record.get("log", {}).get("alpha_diagnostics"),
         predictions=record.get("predictions", {}).get(split),
+        example_ids=record.get("indices", {}).get(split),
         regression=record.get("task", {}).get("kind") == "regression", test_split=split,
         data=record.get("config", {}).get("data", {}),
         wise_ft_mixing=record.get("log", {}).get("wise_ft", {}).get("chosen"),

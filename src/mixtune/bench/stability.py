@@ -4,12 +4,16 @@ seeds disagree on the same test examples (two seeds can score alike while predic
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 
 from mixtune.bench.runs import DASH, Run, cell_runs, mean_std
+from mixtune.config import build_config
+from mixtune.data.pool_test import POOL_TEST_SPLIT
+from mixtune.errors import MixtuneError
 from mixtune.bench.tables import fmt, markdown_table
 
 
@@ -54,11 +58,46 @@ def disagreement(first: list, second: list, regression: bool) -> float:
 
 def disagreement_table(runs: list[Run], tasks: list[str], methods: list[str]) -> list[str]:
     """Per method and task: the mean pairwise seed disagreement (n = seeds with predictions)."""
+    runs = with_example_ids(runs)
     rows = [[method, *(_disagreement_cell(cell_runs(runs, method, t)) for t in tasks)] for method in methods]
     return markdown_table(["method", *tasks], rows)
 
 
 def _disagreement_cell(cell: list[Run]) -> str:
-    found = [r for r in cell if r.predictions is not None]
-    pairs = [disagreement(a.predictions, b.predictions, a.regression) for a, b in combinations(found, 2)]
+    found = [r for r in cell if r.predictions is not None and (r.test_split != POOL_TEST_SPLIT or r.example_ids)]
+    pairs = [disagreement(*shared_predictions(a, b), a.regression) for a, b in combinations(found, 2)]
     return f"{float(np.mean(pairs)):.3f} (n={len(found)})" if pairs else DASH
+
+
+def with_example_ids(runs: list[Run]) -> list[Run]:
+    """The runs, those scored on pool_test with the pool indices of their examples. Each seed scores its own set
+    there (its own training examples left out) and the records keep only a hash of it, so the indices are drawn
+    again from each run's data config and seed (data.pool_test), the task loaded once. A run whose data cannot be
+    read keeps none and is left out of the pairs."""
+    from mixtune.data import load_task
+    from mixtune.data.pool_test import with_pool_test
+    from mixtune.data.sampling import low_resource_indices
+
+    tasks: dict[str, Any] = {}
+    found: dict[tuple[str, int], list[int] | None] = {}
+    for run in runs:
+        if run.test_split != POOL_TEST_SPLIT or run.example_ids is not None or (run.task, run.seed) in found:
+            continue
+        try:
+            config = build_config({"data": run.data}).data
+            task = tasks.setdefault(run.task, load_task(config))
+            train_idx, dev_idx = low_resource_indices(len(task.pool), config.train_size, run.seed)
+            found[(run.task, run.seed)] = with_pool_test(task, config.pool_test_size, train_idx, dev_idx)[1]
+        except (MixtuneError, OSError):
+            found[(run.task, run.seed)] = None
+    return [replace(run, example_ids=found[(run.task, run.seed)]) if (run.task, run.seed) in found else run for run in runs]
+
+
+def shared_predictions(first: Run, second: Run) -> tuple[list, list]:
+    """Both runs' predictions on the examples both scored, in one order: all of them where the seeds share one test
+    set; by example id where each seed has its own (pool_test skips each seed's own training examples)."""
+    if first.example_ids is None or second.example_ids is None:
+        return first.predictions, second.predictions
+    theirs = dict(zip(second.example_ids, second.predictions))
+    common = [(mine, theirs[i]) for i, mine in zip(first.example_ids, first.predictions) if i in theirs]
+    return [a for a, _ in common], [b for _, b in common]

@@ -35,8 +35,8 @@ class Method:
     name: ClassVar[str] = ""
     Hyperparameters: ClassVar[type] = NoHyperparameters
     default_lr: ClassVar[float] = 2e-5
-    # 10 epochs with best-dev selection: the released 3 epochs (57 steps at n = 300) leave a small model at
-    # chance, and selection makes a longer budget safe (Mosbach et al. 2021 train 20 with early stopping).
+    # 10 epochs: the released 3 epochs (57 steps at n = 300) leave a small model at chance (Mosbach et al. 2021
+    # train 20); issue 32's pilot ran them to the last step, the default selection.
     default_epochs: ClassVar[float] = 10
     supports_regression: ClassVar[bool] = True
     # How sentence pairs are encoded unless the config says (mixtune.heads.resolve_pair_encoding): auto = the cosine

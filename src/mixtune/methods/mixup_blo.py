@@ -29,6 +29,7 @@ from mixtune.train import FitContext
 @register
 class MixupBLO(FinetuneMasked, MixupMethod):
     name = "mixup-blo"
+    default_lr = 2e-4  # the masked finetune's rate (issue 32's pilot; the paper's unmasked finetune ran 2e-5)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "search": asdict(self.config.search)}

@@ -66,8 +66,9 @@ def check_alpha_weight_decay(config: RunConfig) -> None:
 
 @dataclass
 class FinetuneMaskHyperparameters:
-    # CHILD-TUNING_F's gradient mask in the finetune phase: the fraction of gradient entries kept; None = off
-    finetune_mask_p: float | None = None
+    # CHILD-TUNING_F's gradient mask in the finetune phase: the fraction of gradient entries kept; None = off.
+    # 0.3 since issue 32's pilot (benchmarks/pilot_promise.yaml: the masked finetune at lr 2e-4 ranked first).
+    finetune_mask_p: float | None = 0.3
 
     def __post_init__(self) -> None:
         if self.finetune_mask_p is not None and not 0.0 < self.finetune_mask_p <= 1.0:

@@ -57,6 +57,7 @@ def inner_steps_only(
 @register
 class SoupStart(FinetuneMasked):
     name = "soup-start"
+    default_lr = 2e-4  # the masked finetune's rate (issue 32's pilot; the paper's unmasked finetune ran 2e-5)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "search": asdict(self.config.search)}

@@ -3,7 +3,7 @@
 The search phase depends only on the model (its weights and architecture, with the seeded head and the
 injected alpha), the training features (content: input ids and labels, so the task data and the subset),
 the seed, the mixup and search configs, the batch size and max length; not on train.lr or train.epochs.
-A sha256 over exactly those is the key, taken on the resolved settings (config.resolve_form_defaults): a key
+A sha256 over exactly those is the key, taken on the resolved settings (config.resolve_defaults): a key
 left at the form's default and the same value set explicitly key alike. An entry is two files:
 
     <key>.safetensors   the model's state_dict after repeated_search (every tensor), and the torch RNG
@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mixtune.config import RunConfig, form_defaults, resolve_form_defaults
+from mixtune.config import RunConfig, form_defaults, resolve_defaults
 from mixtune.device import model_device, peak_memory_mb, rng_state
 
 # Bump when the search's code changes what it produces: old entries are then never hit.
@@ -46,7 +46,7 @@ MODEL_CONFIG_IGNORED = ("_name_or_path", "transformers_version")  # where the mo
 
 def search_key(model: nn.Module, features: list[dict], config: RunConfig, seed: int) -> tuple[str, dict[str, Any]]:
     """(sha256 hex key, what went into it) for the search `model` is about to run on `features`."""
-    config = resolve_form_defaults(config)
+    config = resolve_defaults(config)
     form = config.mixup.form
     model_config = getattr(model, "config", None)
     architecture = {} if model_config is None else model_config.to_dict()
@@ -84,13 +84,15 @@ ADDED_OPTIONS = {
 def keyed_settings(section: Any, form_values: dict[str, Any]) -> dict[str, Any]:
     """A resolved mixup or search config as the key sees it: every field, except added options at their old value.
 
-    A value equal to the form's default (`form_values`) keys as that default: an explicit `search.epochs: 3`,
-    read as 3.0, keys as the default 3 does. fd_precondition (and the bit-exact restore that came with it)
+    A value equal to the form's default (`form_values`) keys as that default, and whole epochs key as a whole
+    number: an explicit `search.epochs: 3`, read as 3.0, keys as the paper's default 3 did. fd_precondition (and the bit-exact restore that came with it)
     changes finite-difference searches, so it is keyed whenever the hypergradient is finite-difference, and left
     out when it has no effect (first order).
     """
     values = asdict(section)
     values.update({name: value for name, value in form_values.items() if values[name] == value})
+    if isinstance(values.get("epochs"), float) and values["epochs"].is_integer():
+        values["epochs"] = int(values["epochs"])
     for name, old in ADDED_OPTIONS.items():
         if name in values and values[name] == old:
             del values[name]
