@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 import pytest
 
@@ -91,3 +92,11 @@ def test_one_seed_draws_no_error_bar(tmp_path, monkeypatch):
     two_seeds = one_seed + [run("sst2", "vanilla", 2, size=300)]
     plots.size_plot(two_seeds, ["sst2"], ["vanilla"], tmp_path / "two.png", "t")
     assert [list(a[0]) for a in bars] == [[300]]
+
+
+def test_the_score_axis_names_the_split_the_runs_were_scored_on(tmp_path, monkeypatch):
+    saved = {}
+    monkeypatch.setattr(plots, "_save", lambda figure, path, title: saved.setdefault("figure", figure))
+    runs = [replace(run("sst2", "vanilla", seed), test_split="pool_test") for seed in (1, 2)]
+    plots.seed_plot(runs, ["sst2"], ["vanilla"], tmp_path / "seeds.png", "t")
+    assert saved["figure"].axes[0].get_xlabel() == "pool_test accuracy (%)"

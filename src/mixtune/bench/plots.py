@@ -102,7 +102,8 @@ def seed_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path,
                 ax.scatter(score, y + offset, s=14, color=colours.get(seed, "C0"), label=f"seed {seed}" if colours else None)
             ax.vlines(np.mean([s for _, s in own]), y - 0.3, y + 0.3, color="black", linewidth=1.5)
         ax.set_title(task)
-        ax.set_xlabel(metric_label(next((r.metric for r in runs if r.task == task), ""), "test"))
+        scored = next((r for r in runs if r.task == task), None)
+        ax.set_xlabel(metric_label(scored.metric if scored else "", scored.test_split if scored else "test"))
         ax.set_yticks(range(len(methods)), methods, fontsize=7)
         ax.set_ylim(len(methods) - 0.5, -0.5)  # the first method (the baseline) at the top
         ax.grid(axis="x", alpha=0.3)
@@ -136,7 +137,7 @@ def size_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path,
                     ax.errorbar(xs, ys, yerr=errors, fmt="none", capsize=3, color=colour)
         for task, ax in axes.items():
             ax.set_xticks(sorted({r.size for r in runs if r.task == task and r.size is not None}))
-        _finish_group(axes, tasks, runs, "train size n (examples)", "test")
+        _finish_group(axes, tasks, runs, "train size n (examples)", runs[0].test_split if runs else "test")
     _save(figure, path, f"{title}\nscore against train size (mean over seeds; bars: ± std where 2+ seeds ran)")
 
 
