@@ -37,10 +37,8 @@ def resolve_target(target: str) -> Callable[[RunConfig], dict[str, Any]]:
 
 
 def attempt(target: str, values: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """One run as an outcome dict: the record with status "ok", or the error with status "failed".
-
-    Exceptions (NaN loss is a FloatingPointError) become failures; KeyboardInterrupt and SystemExit pass.
-    """
+    """One run as an outcome dict: the record with status "ok", or the error with status "failed". Exceptions (NaN
+    loss is a FloatingPointError) become failures; KeyboardInterrupt and SystemExit pass."""
     started = time.perf_counter()
     try:
         record = resolve_target(target)(build_config(values), **options)

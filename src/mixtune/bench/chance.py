@@ -44,16 +44,14 @@ def chance_levels(runs: list[Run]) -> dict[str, Chance]:
     levels = {}
     for task in dict.fromkeys(r.task for r in runs):
         run = next(r for r in runs if r.task == task)
-        labels = _test_labels(run.data, run.test_split, run.seed)
-        if labels is not None:
+        if (labels := _test_labels(run.data, run.test_split, run.seed)) is not None:
             levels[task] = constant_prediction(*labels)
     return levels
 
 
 def _test_labels(data: dict[str, Any], split: str, seed: int) -> tuple[TaskSpec, list] | None:
     from mixtune.data import load_task
-    from mixtune.data.pool_test import POOL_TEST_SPLIT, with_pool_test
-    from mixtune.data.sampling import low_resource_indices
+    from mixtune.data.pool_test import POOL_TEST_SPLIT, pool_test_of_seed
 
     if not data:
         return None  # a record without its config: nothing to find the labels by
@@ -61,8 +59,7 @@ def _test_labels(data: dict[str, Any], split: str, seed: int) -> tuple[TaskSpec,
         config = build_config({"data": data}).data
         task = load_task(config)
         if split == POOL_TEST_SPLIT:
-            train_idx, dev_idx = low_resource_indices(len(task.pool), config.train_size, seed)
-            task, _ = with_pool_test(task, config.pool_test_size, train_idx, dev_idx)
+            task, _ = pool_test_of_seed(task, config, seed)
     except (MixtuneError, OSError):
         return None
     return (task.spec, task.tests[split].labels) if split in task.tests else None

@@ -122,10 +122,8 @@ def parse_sweep(value: Any, where: str) -> dict[str, list]:
 
 
 def sweep_rows(label: str, variant: Variant, block_sweep: dict[str, list], where: str) -> list[tuple[str, dict]]:
-    """(row label, override values) for every combination of the variant's sweep and the block's.
-
-    The variant's own keys come first and win over the block's; with no sweep, the variant itself.
-    """
+    """(row label, override values) for every combination of the variant's sweep and the block's: the variant's own
+    keys come first and win over the block's; with no sweep, the variant itself."""
     sweep = {**variant.sweep, **{k: v for k, v in block_sweep.items() if k not in variant.sweep}}
     if not sweep:
         return [(label, variant.values)]

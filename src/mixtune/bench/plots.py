@@ -86,9 +86,8 @@ def _save(figure, path: Path, title: str, tight: bool = True) -> None:
 
 
 def seed_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path, title: str) -> None:
-    """Per task: the methods down the side, one point per seed (coloured by seed), the mean as a bar.
-
-    Methods on the y axis keep the figure narrow however many rows the table has."""
+    """Per task: the methods down the side (the figure stays narrow however many rows the table has), one point per
+    seed (coloured by seed), the mean as a bar."""
     seeds = sorted({r.seed for r in runs})
     colours = dict(zip(seeds, _colours(len(seeds)))) if len(seeds) <= 10 else {}
     figure, (panels,) = _facets(tasks, 4.2, max(2.4, 0.28 * len(methods) + 1.0))
@@ -108,8 +107,7 @@ def seed_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path,
         ax.set_ylim(len(methods) - 0.5, -0.5)  # the first method (the baseline) at the top
         ax.grid(axis="x", alpha=0.3)
     handles, labels = panels[tasks[0]].get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    if unique:
+    if unique := dict(zip(labels, handles)):
         figure.legend(list(unique.values()), list(unique), loc="upper right", fontsize=7, bbox_to_anchor=(1.0, 1.0))
     _save(figure, path, f"{title}\nevery seed (bar: mean)")
 

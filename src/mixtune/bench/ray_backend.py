@@ -79,11 +79,8 @@ def task_options(resources: dict[str, float] | None) -> dict[str, Any]:
     """Ray's options for one run's task: its resource request, a fresh process, retries on worker death only."""
     request = resources or {}  # what it leaves out: one CPU, no GPU
     return {
-        "num_cpus": request.get("cpus", 1.0),
-        "num_gpus": request.get("gpus", 0.0),
-        "max_calls": 1,
-        "max_retries": RAY_RETRIES,
-        "retry_exceptions": False,
+        "num_cpus": request.get("cpus", 1.0), "num_gpus": request.get("gpus", 0.0), "max_calls": 1,
+        "max_retries": RAY_RETRIES, "retry_exceptions": False,
     }
 
 

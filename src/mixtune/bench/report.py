@@ -1,15 +1,11 @@
 """The benchmark report, regenerated from results files alone: report.md with tables, and PNG plots.
 
-Per (model, train size): the headline table (mean ± sample std over seeds of each task's main test metric;
-MNLI: matched), stability (std, worst seed, degenerate and failed runs, and how often seeds disagree on the
-test examples), paired comparisons over seeds (mixtune.bench.stats: t-interval, t-test and sign-flip p, minimum
-detectable effect) of every row with the baseline and of the focus method (the main method by default) with every
-other row, task by task, and its verdict with the seed as the unit, cost (median wall time and peak memory, and
-their median paired ratio to the baseline; the CPU-time ratio too, from records with cpu_s), the scalar WiSE-FT
-chose on dev and the learned alpha. Beside the scores, a chance reference (mixtune.bench.chance: the constant
-prediction's test score, read from the data the records name rather than from the records). With a grid config
-(--config), the verdict again on its headline_tasks and against its rivals only, both named before the run.
-A method label with runs under several config hashes is shown as one row per hash ("lora@1a2b3c4d").
+Per (model, train size), the sections write_report lists: the scores (mean ± sample std over seeds of each task's
+main test metric; MNLI: matched) beside a chance reference read from the data the records name rather than from the
+records (mixtune.bench.chance), stability, the paired comparisons and the focus method's verdict with the seed as the
+unit (mixtune.bench.verdict), cost, WiSE-FT's scalar and the learned alpha. With a grid config (--config), the
+verdict again on its headline_tasks and against its rivals only, both named before the run. A method label with runs
+under several config hashes is shown as one row per hash ("lora@1a2b3c4d").
 """
 
 from __future__ import annotations
@@ -115,8 +111,7 @@ def _section(title: str, text: str, table: list[str]) -> list[str]:
 
 
 def _cached_note(runs: list[Run]) -> list[str]:
-    cached = [r for r in runs if r.search_cached]
-    if not cached:
+    if not (cached := [r for r in runs if r.search_cached]):
         return []
     labels = ", ".join(ordered(r.method for r in cached))
     return [
@@ -190,8 +185,7 @@ def _mixing_section(runs: list[Run], tasks: list[str], methods: list[str]) -> li
 
 
 def _alpha_section(runs: list[Run], tasks: list[str], methods: list[str], name: str, title: str, out: Path) -> list[str]:
-    table = alpha_role_table(runs, methods)
-    if not table:
+    if not (table := alpha_role_table(runs, methods)):
         return []
     roles = (
         "Mean coefficient on the finetuned weight W / on the pretrained W0 per module role (over layers, tasks, seeds). "

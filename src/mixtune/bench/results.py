@@ -17,6 +17,7 @@ entries (the protocol's sizes, 300-1000, are all kept, so a cell's subset can be
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -32,7 +33,7 @@ from mixtune.paths import check_writable
 MAX_STORED_INDICES = 1000
 
 
-class ResultsWriter:
+class ResultsWriter(contextlib.AbstractContextManager):
     """Appends whole lines, holding an exclusive lock on the file so two sweeps never write it at once."""
 
     def __init__(self, path: Path) -> None:
@@ -65,9 +66,6 @@ class ResultsWriter:
 
     def close(self) -> None:
         os.close(self.fd)  # also releases the lock
-
-    def __enter__(self) -> ResultsWriter:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

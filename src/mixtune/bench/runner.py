@@ -1,6 +1,5 @@
-"""Running a grid: every run in a fresh spawned process, every finished run appended to the results file.
-(Or every run a Ray task, on a local instance or a cluster: --backend ray, mixtune.bench.ray_backend; the
-results file is still written here alone, with the same guarantees.)
+"""Running a grid: every run in a fresh spawned process (or a Ray task: run_sweep), every finished run appended to
+the results file.
 
 A fresh process per run makes peak_memory_mb (ru_maxrss) that run's own, and a crash (or an out-of-memory
 kill) costs only that run: it is recorded as failed and the sweep goes on.
@@ -47,10 +46,8 @@ ROLE_PREFIXES = ("attention.self.", "attention.attn.")
 
 # --- one run ----------------------------------------------------------------------------------------
 def run_cell(config: RunConfig, search_cache: str | None = None) -> dict[str, Any]:
-    """The real run, not exported; mixup runs also get a per-layer summary of the learned alpha.
-
-    With `search_cache` (a folder), mixup-blo runs that differ only in their finetune settings share a search.
-    """
+    """The real run, not exported; mixup runs also get a per-layer summary of the learned alpha. With `search_cache`
+    (a folder), mixup-blo runs that differ only in their finetune settings share a search."""
     from mixtune.run import run
 
     cache = Path(search_cache) if search_cache else None
@@ -63,15 +60,11 @@ def add_alpha_summary(model: Any, record: dict[str, Any]) -> None:
 
 
 def alpha_summary(model: Any, diagnostics: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Per mixup layer: mean coefficient on the task weight W and on the pretrained W0 (and W's range), and
-    the pretrained share coef_W0 / (coef_W + coef_W0) (MixupLinear.pretrained_share).
-
-    A layer whose W coefficient stays near 1 (released init) keeps its finetuned weight; one that falls
-    towards 0 stays near pretrained. The report's heatmap is drawn from this alone. With the search's
-    diagnostics (log.alpha_diagnostics, mixtune.mixup.diagnostics), each row also has how far the layer's
-    share travelled from its start during the search (share_travel, mean over splits) and the median
-    signal-to-noise ratio of its hypergradient (snr).
-    """
+    """Per mixup layer, its coefficients on the task weight W and the pretrained W0 and its pretrained share
+    (MixupLinear.pretrained_share), all the report's heatmap is drawn from: a W coefficient near 1 (released init)
+    keeps the finetuned weight, one near 0 stays pretrained. With the search's diagnostics (log.alpha_diagnostics,
+    mixtune.mixup.diagnostics), also how far the share travelled during the search (share_travel, mean over splits)
+    and the median signal-to-noise ratio of its hypergradient (snr)."""
     import torch
 
     from mixtune.mixup.inject import mixup_layers
@@ -106,11 +99,9 @@ def layer_position(name: str) -> tuple[int | None, str]:
 def _child(
     target: str, values: dict[str, Any], options: dict[str, Any], threads: int, conn: Connection, parent: int
 ) -> None:
-    """Entry point of a run's process: send back the outcome through the pipe.
-
-    Ctrl-C is left to the sweep, which stops its runs itself (no traceback from every child). A sweep
-    killed outright (kill -9) cannot stop them: each notices it is orphaned and ends quietly instead.
-    """
+    """Entry point of a run's process: send back the outcome through the pipe. Ctrl-C is left to the sweep, which
+    stops its runs itself (no traceback from every child). A sweep killed outright (kill -9) cannot stop them: each
+    notices it is orphaned and ends quietly instead."""
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -218,11 +209,10 @@ def run_sweep(
     backend: str = "local", address: str | None = None, resources: dict[str, float] | None = None,
 ) -> SweepSummary:
     """Run every cell not yet in `results`, appending one line per finished run (search_cache: see run_cell).
-
-    backend "local": spawned processes here, `workers` at a time (default 1). "ray": Ray tasks with the
-    grid's `resources` request (mixtune.bench.ray_backend), on the cluster at `address` or a local instance;
-    `workers` then caps the runs in flight (default: as many as the cluster holds).
-    """
+    backend "local": spawned processes here, `workers` at a time (default 1). "ray": Ray tasks with the grid's
+    `resources` request (mixtune.bench.ray_backend), on the cluster at `address` or a local instance; `workers`
+    then caps the runs in flight (default: as many as the cluster holds); the results file is still written here
+    alone, with the same guarantees."""
     if backend not in BACKENDS:  # the CLI's choices check this too; a Python caller gets the same answer
         raise MixtuneError(f"--backend {backend!r} is not known: choose one of {', '.join(BACKENDS)}")
     if workers is not None and workers < 1:

@@ -67,7 +67,6 @@ class Loaded:
     excluded: list[dict[str, Any]] = field(default_factory=list)  # finished runs left out (quantised_alpha)
 
 
-# --- reading ------------------------------------------------------------------------------------------
 def load_runs(paths: list[Path], split: str | None = None) -> Loaded:
     """The last ok record of every cell, and the last failure of cells with no ok record; runs whose alpha was
     quantised (quantised_alpha) are set aside in `excluded`, out of every table. `split` scores every run on that
@@ -78,8 +77,7 @@ def load_runs(paths: list[Path], split: str | None = None) -> Loaded:
             raise MixtuneError(f"results file {path} does not exist: run mixtune bench first, or check the path")
         records += read_results(path)
     latest = latest_records(records)
-    ok = [r for r in latest if r["status"] == "ok" and not quantised_alpha(r)]
-    if not ok:
+    if not (ok := [r for r in latest if r["status"] == "ok" and not quantised_alpha(r)]):
         raise MixtuneError(f"no finished runs in {', '.join(map(str, paths))}: run mixtune bench first")
     labels = row_labels(ok)
     excluded = [r for r in latest if r["status"] == "ok" and quantised_alpha(r)]
@@ -106,10 +104,7 @@ def reported_split(metrics: dict[str, dict], split: str | None = None) -> str:
     """The split a table reports: the one asked for, else "test", or MNLI's "matched"."""
     if split is not None:
         return split
-    for name in ("test", "matched"):
-        if name in metrics:
-            return name
-    return next(name for name in metrics if name != "dev")
+    return next(name for name in ("test", "matched", *metrics) if name in metrics and name != "dev")
 
 
 def searched_cpu_seconds(record: dict[str, Any], seconds: float) -> float:
@@ -162,7 +157,6 @@ def run_cost(record: dict[str, Any]) -> tuple[float, float]:
     return seconds, memory
 
 
-# --- statistics ---------------------------------------------------------------------------------------
 def mean_std(values: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (None for a single value)."""
     return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
@@ -205,7 +199,6 @@ def seed_averages(runs: list[Run], method: str, tasks: list[str]) -> list[float]
     return [float(np.mean([scores[t] for t in tasks])) for scores in complete]
 
 
-# --- tables -------------------------------------------------------------------------------------------
 def ordered(values: Iterable[str], order: tuple[str, ...] = ()) -> list[str]:
     """Unique values: those in `order` first (in its order), then the rest as first seen."""
     seen = list(dict.fromkeys(values))

@@ -91,8 +91,7 @@ def select(results: Path, split: str = "dev", by: str = "row") -> Selection:
         raise MixtuneError(f"select --by {by!r} is not known: use one of {', '.join(GROUPINGS)}")
     if not results.is_file():
         raise MixtuneError(f"results file {results} does not exist: run the tuning sweep (mixtune bench) first, or fix the path")
-    records = latest_records(read_results(results))
-    if not records:
+    if not (records := latest_records(read_results(results))):
         raise MixtuneError(f"no runs in {results}: run the tuning sweep (mixtune bench) first")
     groups = {(r["key"]["model"], r["key"]["size"]) for r in records}
     if len(groups) > 1:
@@ -100,10 +99,9 @@ def select(results: Path, split: str = "dev", by: str = "row") -> Selection:
         raise MixtuneError(f"{results} holds runs of several models or train sizes ({shown}): select needs one of each")
     candidates = _candidates(records, split, results, by)
     cells = sorted({(r["key"]["task"], r["key"]["seed"]) for r in records})
-    for variants in candidates.values():
-        for candidate in variants:
-            needed = [cell for cell in cells if _can_run(candidate.method, cell[0])]
-            candidate.missing = [cell for cell in needed if cell not in candidate.scores and cell not in candidate.failed]
+    for candidate in (c for variants in candidates.values() for c in variants):
+        needed = [cell for cell in cells if _can_run(candidate.method, cell[0])]
+        candidate.missing = [cell for cell in needed if cell not in candidate.scores and cell not in candidate.failed]
     eligible = {group: [c for c in variants if c.eligible] for group, variants in candidates.items()}
     chosen = {group: min(found, key=Candidate.rank) for group, found in eligible.items() if found}
     metrics = {r["key"]["task"]: r["main_metric"] for r in records if "main_metric" in r}
@@ -122,8 +120,7 @@ def _candidates(records: list[dict[str, Any]], split: str, results: Path, by: st
         if record["status"] != "ok":
             candidate.failed[cell] = record.get("error", "failed")
             continue
-        scores = record["metrics"].get(split)
-        if scores is None:
+        if (scores := record["metrics"].get(split)) is None:
             shown = ", ".join(record["metrics"])
             where = f"the {label} run on {cell[0]} s{cell[1]}"
             raise MixtuneError(f"{results}: {where} has no '{split}' scores: choose --split from {shown}")
@@ -172,7 +169,6 @@ def _tidy(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-# --- output -------------------------------------------------------------------------------------------
 def rule_text(selection: Selection) -> str:
     metrics = ", ".join(f"{task} {selection.metrics.get(task, '?')}" for task in selection.tasks)
     seeds = ", ".join(map(str, selection.seeds))
@@ -239,8 +235,7 @@ def run_select(results: Path, split: str, out: Path | None, by: str = "row") -> 
         )
     text = overrides_yaml(selection)
     if out is None:
-        print()
-        print(text, end="")
+        print("\n" + text, end="")
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

@@ -70,13 +70,11 @@ def _disagreement_cell(cell: list[Run]) -> str:
 
 
 def with_example_ids(runs: list[Run]) -> list[Run]:
-    """The runs, those scored on pool_test with the pool indices of their examples. Each seed scores its own set
-    there (its own training examples left out) and the records keep only a hash of it, so the indices are drawn
-    again from each run's data config and seed (data.pool_test), the task loaded once. A run whose data cannot be
-    read keeps none and is left out of the pairs."""
+    """The runs, those scored on pool_test with the pool indices of their examples: each seed scores its own set
+    there, of which the records keep only a hash, so it is drawn again (pool_test_of_seed). A run whose data cannot
+    be read keeps none and is left out of the pairs."""
     from mixtune.data import load_task
-    from mixtune.data.pool_test import with_pool_test
-    from mixtune.data.sampling import low_resource_indices
+    from mixtune.data.pool_test import pool_test_of_seed
 
     tasks: dict[str, Any] = {}
     found: dict[tuple[str, int], list[int] | None] = {}
@@ -85,9 +83,9 @@ def with_example_ids(runs: list[Run]) -> list[Run]:
             continue
         try:
             config = build_config({"data": run.data}).data
-            task = tasks.setdefault(run.task, load_task(config))
-            train_idx, dev_idx = low_resource_indices(len(task.pool), config.train_size, run.seed)
-            found[(run.task, run.seed)] = with_pool_test(task, config.pool_test_size, train_idx, dev_idx)[1]
+            if run.task not in tasks:  # loaded once per task: each seed only draws its own split again
+                tasks[run.task] = load_task(config)
+            found[(run.task, run.seed)] = pool_test_of_seed(tasks[run.task], config, run.seed)[1]
         except (MixtuneError, OSError):
             found[(run.task, run.seed)] = None
     return [replace(run, example_ids=found[(run.task, run.seed)]) if (run.task, run.seed) in found else run for run in runs]

@@ -71,10 +71,8 @@ def sign_flip_p(differences: np.ndarray) -> float | None:
     """Two-sided exact permutation p of the mean under random signs (no normality assumed); None for many seeds."""
     if len(differences) > EXACT_UP_TO:
         return None
-    result = stats.permutation_test(
-        (differences,), np.mean, permutation_type="samples", n_resamples=np.inf, vectorized=True
-    )
-    return float(result.pvalue)
+    test = stats.permutation_test((differences,), np.mean, permutation_type="samples", n_resamples=np.inf, vectorized=True)
+    return float(test.pvalue)
 
 
 def minimum_detectable_effect(sd: float, n: int) -> float:

@@ -71,8 +71,7 @@ def cost_table(runs: list[Run], methods: list[str], baseline: str) -> list[str]:
 
 def per_role_table(runs: list[Run], methods: list[str], cell: Callable[[list[dict]], str]) -> list[str]:
     """Methods x module roles of the learned alpha; `cell` turns one role's per-layer rows into a cell."""
-    with_alpha = [m for m in methods if any(r.alpha for r in runs if r.method == m)]
-    if not with_alpha:
+    if not (with_alpha := [m for m in methods if any(r.alpha for r in runs if r.method == m)]):
         return []
     roles = ordered(row["role"] for r in runs if r.alpha for row in r.alpha)
     rows = []
@@ -111,14 +110,11 @@ def alpha_share_table(runs: list[Run], methods: list[str]) -> list[str]:
 
 
 def alpha_diagnostics_table(runs: list[Run], methods: list[str]) -> list[str]:
-    """Did alpha learn? Per method with search diagnostics (means over tasks and seeds): the pretrained share at
-    the start and the end of the search, how far it travelled (mean |change| per weight entry; the layer that
-    moved most), the parameters' rms change, the hypergradient's median signal-to-noise ratio against what pure
-    noise gives over as many alpha steps, and the sum of alpha's learning rates over a split."""
+    """Did alpha learn? Per method with search diagnostics, the header's columns as means over tasks and seeds
+    (travel: mean |change| per weight entry; the SNR against what pure noise gives over as many alpha steps)."""
     rows = []
     for method in methods:
-        found = [r.alpha_diagnostics for r in runs if r.method == method and r.alpha_diagnostics]
-        if not found:
+        if not (found := [r.alpha_diagnostics for r in runs if r.method == method and r.alpha_diagnostics]):
             continue
 
         def mean(key: str, digits: int = 3, values: list[dict] = found) -> str:

@@ -25,7 +25,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from mixtune.config import DataConfig
 from mixtune.data.examples import Examples, TaskData
+from mixtune.data.sampling import low_resource_indices
 from mixtune.errors import MixtuneError
 
 POOL_TEST_SPLIT = "pool_test"
@@ -77,3 +79,10 @@ def with_pool_test(
     }
     tests = {**task.tests, POOL_TEST_SPLIT: task.pool.subset(indices)}
     return replace(task, tests=tests, sources=sources), indices
+
+
+def pool_test_of_seed(task: TaskData, data: DataConfig, seed: int) -> tuple[TaskData, list[int] | None]:
+    """with_pool_test for a seed's own train and dev draw: how the report recovers a run's pool_test set, of which
+    its record keeps only a hash."""
+    train_idx, dev_idx = low_resource_indices(len(task.pool), data.train_size, seed)
+    return with_pool_test(task, data.pool_test_size, train_idx, dev_idx)
