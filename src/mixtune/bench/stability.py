@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 
 from mixtune.bench.runs import DASH, Run, cell_runs, mean_std
+from mixtune.bench.tables import fmt, markdown_table
 from mixtune.config import build_config
 from mixtune.data.pool_test import POOL_TEST_SPLIT
 from mixtune.errors import MixtuneError
-from mixtune.bench.tables import fmt, markdown_table
 
 
 def failed_counts(failed: list[dict[str, Any]], model: str, size: int | None, methods: list[str]) -> Counter[tuple[str, str]]:
