@@ -42,7 +42,7 @@ from mixtune.optim import optimizer_path
 from mixtune.output_lock import beside, output_lock
 from mixtune.paths import check_writable, describe_contents
 from mixtune.probe import start_cosine_head
-from mixtune.train import FitContext, load_trainable_state, trainable_state
+from mixtune.train import FitContext, load_trainable_state, loop_uses_dev, trainable_state
 from mixtune.trust import code_hashes
 
 RECORD_FILE = "run.json"
@@ -136,7 +136,8 @@ def _run(
     spec = task.spec
     if spec.kind == "regression" and not method_cls.supports_regression:
         raise MixtuneError(f"method '{config.method}' does not support regression tasks: choose another method")
-    train_idx, dev_idx = low_resource_indices(len(task.pool), config.data.train_size, config.seed)
+    dev_needed = task.dev is None and (method_cls.chooses_on_dev or loop_uses_dev(config.train))
+    train_idx, dev_idx = low_resource_indices(len(task.pool), config.data.train_size, config.seed, dev_needed)
     task, pool_test_idx = with_pool_test(task, config.data.pool_test_size, train_idx, dev_idx)  # after: subsets as before
     method = method_cls(config)
 
@@ -156,18 +157,19 @@ def _run(
     loader_of = lambda features: make_loader(features, tokenizer, config.train.eval_batch_size, shuffle=False)  # noqa: E731
     eval_loader = lambda examples: loader_of(by_length(encode_eval(examples)))  # noqa: E731
 
-    dev_features = encode(dev_examples, tokenizer, max_length, regression)
+    dev_features = encode(dev_examples, tokenizer, max_length, regression) if len(dev_examples) else []
     dev_loader = make_loader(by_length(dev_features), tokenizer, config.train.eval_batch_size, shuffle=False)
     ctx = FitContext(
         train_features, tokenizer, config, config.seed, progress=progress, search_cache=search_cache,
-        dev_features=dev_features, evaluate_dev=lambda m: evaluate(m, dev_loader, spec)[spec.main_metric],
+        dev_features=dev_features,
+        evaluate_dev=(lambda m: evaluate(m, dev_loader, spec)[spec.main_metric]) if dev_features else None,
     )
     if pair_encoding_of(model) == "cosine":
         start_cosine_head(model, ctx)
     model = method.fit(model, ctx)
 
     eval_started = time.perf_counter()
-    metrics, predictions = {"dev": evaluate(model, dev_loader, spec)}, {}
+    metrics, predictions = ({"dev": evaluate(model, dev_loader, spec)} if dev_features else {}), {}
     test_features = {name: encode_eval(examples) for name, examples in task.tests.items()}  # encoded once
     for name, features in test_features.items():
         metrics[name], predictions[name] = score_split(model, features, loader_of, spec)

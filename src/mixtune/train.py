@@ -212,14 +212,15 @@ class DevSelector:
         return {"select": self.select, "selected_step": chosen, "best_dev": self.best_score, "dev_curve": self.curve}
 
 
-def dev_evaluator(cfg: TrainConfig, evaluate: Callable[[nn.Module], float] | None) -> Callable[[nn.Module], float] | None:
-    """The dev evaluator when the loop has a use for its scores, else None (no dev passes at all).
+def loop_uses_dev(cfg: TrainConfig) -> bool:
+    """Whether the loop reads dev scores: best-dev selection, patience, or a dev curve asked for by setting
+    train.eval_every. Under select = last with eval_every unset nothing reads them."""
+    return cfg.select == "best-dev" or cfg.patience is not None or cfg.eval_every is not None
 
-    Uses: best-dev selection, patience, and a dev curve asked for by setting train.eval_every. Under
-    select = last with eval_every unset nothing reads the scores: the loop evaluates nothing.
-    """
-    wanted = cfg.select == "best-dev" or cfg.patience is not None or cfg.eval_every is not None
-    return evaluate if wanted else None
+
+def dev_evaluator(cfg: TrainConfig, evaluate: Callable[[nn.Module], float] | None) -> Callable[[nn.Module], float] | None:
+    """The dev evaluator when the loop has a use for its scores (loop_uses_dev), else None (no dev passes at all)."""
+    return evaluate if loop_uses_dev(cfg) else None
 
 
 def eval_interval(config_every: int | None, batches_per_epoch: int) -> int:

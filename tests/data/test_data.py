@@ -68,6 +68,24 @@ def test_subsampling_rejects_sizes_larger_than_the_pool():
         low_resource_indices(100, 90, seed=1)
 
 
+def test_a_run_that_reads_no_dev_scores_needs_only_its_n_labels():
+    """Issue 32: without a use for dev, train_size n needs n rows, and no train_size trains on the whole pool."""
+    with_dev = low_resource_indices(2490, 300, seed=3)
+    assert low_resource_indices(2490, 300, seed=3, dev_needed=False) == with_dev  # a large pool: the same subsets
+    train, dev = low_resource_indices(320, 300, seed=3, dev_needed=False)
+    assert len(train) == 300
+    assert len(dev) == 20 and not set(train) & set(dev)  # the dev split is what the pool has left
+    train, dev = low_resource_indices(300, 300, seed=3, dev_needed=False)
+    assert sorted(train) == list(range(300)) and dev == []
+    train, dev = low_resource_indices(700, None, seed=3, dev_needed=False)
+    assert sorted(train) == list(range(700)) and dev == []
+    assert len(low_resource_indices(700, None, seed=3)[0]) == 600  # best-dev still holds out one seventh
+    with pytest.raises(MixtuneError, match="train size 301 exceeds the 300 examples .* use --train-size 300 or less"):
+        low_resource_indices(300, 301, seed=3, dev_needed=False)
+    with pytest.raises(MixtuneError, match="train size 300 plus dev 50 exceeds"):
+        low_resource_indices(300, 300, seed=3)
+
+
 def test_search_split_is_80_20_and_rejects_tiny_sets():
     tr, val = random_split(300, 0.8, seed=1)
     assert len(tr) == 240 and len(val) == 60 and not set(tr) & set(val)

@@ -56,3 +56,31 @@ def test_how_often_dev_is_scored_does_not_change_the_trained_weights(tiny_bert_d
     assert dev.calls == 6
     for (name, got), (_, expected) in zip(evaluated.named_parameters(), plain.named_parameters()):
         assert torch.equal(got, expected), name
+
+
+def test_a_file_of_exactly_n_labels_trains_on_all_of_them_when_nothing_reads_dev(tiny_model_dir, tmp_path):
+    """Issue 32's "only the n labels": select last draws no dev split it would not use; best-dev asks for n/6 more."""
+    import json
+
+    import pytest
+
+    from mixtune.errors import MixtuneError
+    from mixtune.run import run
+
+    from ..conftest import WORDS
+
+    rows = [{"text": f"{WORDS[i % len(WORDS)]} {WORDS[(3 * i) % len(WORDS)]}", "label": "ab"[i % 2]} for i in range(24)]
+    for name, part in (("train", rows[:18]), ("test", rows[18:])):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    values = {
+        "method": "vanilla", "model": str(tiny_model_dir), "output_dir": str(tmp_path / "run"),
+        "data": {"train_file": str(tmp_path / "train.jsonl"), "test_file": str(tmp_path / "test.jsonl"),
+                 "text_columns": ["text"], "train_size": 18},
+        "train": {"epochs": 1, "batch_size": 6},
+    }
+    record = run(build_config(values), progress=False)
+    assert sorted(record["indices"]["train"]) == list(range(18)) and record["indices"]["dev"] == []
+    assert "dev" not in record["metrics"] and "test" in record["metrics"]
+    values["train"]["select"] = "best-dev"
+    with pytest.raises(MixtuneError, match="train size 18 plus dev 3 exceeds the 18 examples"):
+        run(build_config({**values, "output_dir": str(tmp_path / "best-dev")}), progress=False)

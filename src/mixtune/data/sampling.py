@@ -16,25 +16,37 @@ def dev_size_for(train_size: int) -> int:
     return max(1, train_size // 6)
 
 
-def low_resource_indices(pool_size: int, train_size: int | None, seed: int) -> tuple[list[int], list[int]]:
+def low_resource_indices(
+    pool_size: int, train_size: int | None, seed: int, dev_needed: bool = True
+) -> tuple[list[int], list[int]]:
     """(train, dev) indices into the pool: n drawn uniformly with the seed, then n/6 more for dev.
 
     train_size None takes the whole pool but a dev split of one seventh (the same 6:1 ratio).
+    dev_needed False (nothing in the run reads dev scores: issue 32's "only the n labels") asks for no extra
+    labels: train_size None takes the whole pool, and a pool too small for the dev split gives a shorter or empty
+    one. The train indices are the same either way, and so is dev wherever the pool holds it.
     """
-    if pool_size < 2:
+    if pool_size < (2 if dev_needed else 1):
         raise MixtuneError(
             f"the training pool has {pool_size} example{'s' if pool_size != 1 else ''}: "
-            "a run needs at least 2 (one to train on, one for dev)"
+            + ("a run needs at least 2 (one to train on, one for dev)" if dev_needed else "a run needs at least 1")
         )
+    order = np.random.default_rng(seed).permutation(pool_size)
+    if train_size is None and not dev_needed:
+        return order.tolist(), []
     if train_size is None:
         train_size = pool_size - max(1, pool_size // 7)
     dev_size = dev_size_for(train_size)
-    if train_size + dev_size > pool_size:
+    if dev_needed and train_size + dev_size > pool_size:
         raise MixtuneError(
-            f"train size {train_size} plus dev {dev_size} exceeds the {pool_size} examples of the training pool: "
-            f"use --train-size {max(1, pool_size * 6 // 7)} or less"
+            f"train size {train_size} plus dev {dev_size} exceeds the {pool_size} examples of the training pool: use "
+            f"--train-size {max(1, pool_size * 6 // 7)} or less, or no setting that reads dev (such as best-dev)"
         )
-    order = np.random.default_rng(seed).permutation(pool_size)
+    if train_size > pool_size:
+        raise MixtuneError(
+            f"train size {train_size} exceeds the {pool_size} examples of the training pool: "
+            f"use --train-size {pool_size} or less"
+        )
     return order[:train_size].tolist(), order[train_size : train_size + dev_size].tolist()
 
 

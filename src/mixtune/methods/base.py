@@ -43,6 +43,7 @@ class Method:
     # head for similarity scores on a sentence-embedding backbone, joint otherwise.
     pair_encoding: ClassVar[str] = "auto"
     full_finetuning: ClassVar[bool] = True  # False: train.layer_decay / train.reinit_layers do not apply
+    chooses_on_dev: ClassVar[bool] = False  # True: the method picks a setting by dev scores (the run draws dev)
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config

@@ -33,6 +33,7 @@ class LinearProbe(Method):
     """A linear model on the frozen encoder's pooled features (no gradient steps)."""
 
     name = "linear-probe"
+    chooses_on_dev = True
     Hyperparameters = LinearProbeHyperparameters
     full_finetuning = False
     pair_encoding = "separate"  # sentence-embedding features of each sentence, as the backbone was trained

@@ -17,6 +17,7 @@ from mixtune.train import FitContext
 @register
 class LPFT(Method):
     name = "lp-ft"
+    chooses_on_dev = True
 
     def fit(self, model: nn.Module, ctx: FitContext) -> nn.Module:
         return super().fit(probe_phase(model, ctx, DEFAULT_GRID), ctx)

@@ -42,6 +42,7 @@ def interpolate(model: nn.Module, start: dict[str, torch.Tensor], end: dict[str,
 @register
 class WiseFT(Method):
     name = "wise-ft"
+    chooses_on_dev = True
     Hyperparameters = WiseFTHyperparameters
 
     def fit(self, model: nn.Module, ctx: FitContext) -> nn.Module:
