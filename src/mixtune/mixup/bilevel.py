@@ -10,9 +10,10 @@ Every split records what mixtune.mixup.diagnostics measures (did alpha learn?).
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -33,6 +34,8 @@ from mixtune.mixup.inject import (
 from mixtune.mixup.layer import autocast_disabled
 from mixtune.optim import decay_groups, make_optimizer, make_schedule, steps_for
 from mixtune.train import batch_loss, cycle
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -94,6 +97,18 @@ def adam_preconditioner(optimizer: torch.optim.Optimizer, weights: list[nn.Param
     return out
 
 
+def in_fp32(passes: Callable[..., T]) -> Callable[..., T]:
+    """Runs `passes(model, ...)` in fp32 whatever the run's precision: autocast off, full-precision matmuls."""
+
+    @functools.wraps(passes)
+    def wrapper(model: nn.Module, *args: Any, **kwargs: Any) -> T:
+        with full_precision(), autocast_disabled(model_device(model)):
+            return passes(model, *args, **kwargs)
+
+    return wrapper
+
+
+@in_fp32
 def finite_difference_hypergradient(
     model: nn.Module,
     val_batch: dict | list[dict],
@@ -117,21 +132,6 @@ def finite_difference_hypergradient(
     All three passes run in fp32 whatever the run's precision: the nudge eps * d is about 1/20 of a bf16 step,
     so under bf16 autocast g+ - g- is rounding noise (issue 30).
     """
-    with full_precision(), autocast_disabled(model_device(model)):
-        return _finite_difference(model, val_batch, train_batch, alphas, weights, xi, preconditioner, val_dropout)
-
-
-def _finite_difference(
-    model: nn.Module,
-    val_batch: dict | list[dict],
-    train_batch: dict,
-    alphas: list[nn.Parameter],
-    weights: list[nn.Parameter],
-    xi: float,
-    preconditioner: list[torch.Tensor] | None,
-    val_dropout: bool,
-) -> list[torch.Tensor]:
-    """finite_difference_hypergradient's passes, in whatever precision the caller set."""
     with dropout_mode(model, val_dropout):
         grads = mean_loss_gradients(model, val_batch, alphas + weights, allow_unused=True)
     direct = list(grads[: len(alphas)])
