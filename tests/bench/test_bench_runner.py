@@ -9,7 +9,8 @@ import pytest
 
 from mixtune.bench.grid import load_grid
 from mixtune.bench.results import indices_sha256, read_results
-from mixtune.bench.runner import layer_position, plan, run_sweep
+from mixtune.bench.runner import plan, run_sweep
+from mixtune.mixup.diagnostics import layer_position
 
 from .conftest import fake
 

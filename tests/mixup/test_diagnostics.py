@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mixtune.bench.runner import alpha_summary
+from mixtune.mixup.diagnostics import alpha_summary
 from mixtune.bench.runs import Run
 from mixtune.bench.tables import alpha_diagnostics_table, alpha_share_table, share_of
 from mixtune.config import MixupConfig

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import re
 import signal
 import threading
 import time
@@ -40,8 +39,6 @@ from mixtune.paths import check_writable
 DEFAULT_TARGET = "mixtune.bench.runner:run_cell"
 BACKENDS = ("local", "ray")
 PARENT_CHECK_S = 0.5
-LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.(.+)$")
-ROLE_PREFIXES = ("attention.self.", "attention.attn.")
 
 
 # --- one run ----------------------------------------------------------------------------------------
@@ -55,45 +52,10 @@ def run_cell(config: RunConfig, search_cache: str | None = None) -> dict[str, An
 
 
 def add_alpha_summary(model: Any, record: dict[str, Any]) -> None:
+    from mixtune.mixup.diagnostics import alpha_summary
+
     if summary := alpha_summary(model, record.get("log", {}).get("alpha_diagnostics")):
         record["alpha_summary"] = summary
-
-
-def alpha_summary(model: Any, diagnostics: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Per mixup layer, its coefficients on the task weight W and the pretrained W0 and its pretrained share
-    (MixupLinear.pretrained_share), all the report's heatmap is drawn from: a W coefficient near 1 (released init)
-    keeps the finetuned weight, one near 0 stays pretrained. With the search's diagnostics (log.alpha_diagnostics,
-    mixtune.mixup.diagnostics), also how far the share travelled during the search (share_travel, mean over splits)
-    and the median signal-to-noise ratio of its hypergradient (snr)."""
-    import torch
-
-    from mixtune.mixup.inject import mixup_layers
-
-    layers = (diagnostics or {}).get("layers", {})
-    rows = []
-    with torch.no_grad():
-        for name, layer in mixup_layers(model):
-            on_task, on_pretrained = layer.coefficients()
-            index, role = layer_position(name)
-            values = {
-                "task_mean": on_task.mean(), "pretrained_mean": on_pretrained.mean(), "task_min": on_task.min(),
-                "task_max": on_task.max(), "share_mean": layer.pretrained_share().mean(),
-            }
-            row = {"module": name, "layer": index, "role": role, **{k: round(v.item(), 6) for k, v in values.items()}}
-            if name in layers:
-                row["share_travel"] = layers[name].get("travel")
-                row["snr"] = layers[name].get("snr")
-            rows.append(row)
-    return rows
-
-
-def layer_position(name: str) -> tuple[int | None, str]:
-    """(layer index, module role) from a module name: 'bert.encoder.layer.3.attention.self.query' -> (3, 'query')."""
-    match = LAYER_PATTERN.search(name)
-    index, rest = (int(match.group(1)), match.group(2)) if match else (None, ".".join(name.split(".")[-2:]))
-    for prefix in ROLE_PREFIXES:
-        rest = rest.removeprefix(prefix)
-    return index, rest.removesuffix(".dense")
 
 
 def _child(

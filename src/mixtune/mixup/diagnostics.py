@@ -1,7 +1,7 @@
 """Did alpha learn? What a search records about alpha, and the summary over K splits (issue #12).
 
 Three measurements, per split, recorded in the search log and summarised in the run record
-(log.alpha_diagnostics; the benchmark's alpha_summary adds the per-layer values):
+(log.alpha_diagnostics; alpha_summary gives the per-layer values a benchmark record keeps):
 
 - the pretrained share per entry, coef_W0 / (coef_W + coef_W0) (MixupLinear.pretrained_share), at the start
   and the end of the search;
@@ -15,6 +15,7 @@ Three measurements, per split, recorded in the search log and summarised in the 
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from typing import Any
 
@@ -24,6 +25,8 @@ from torch import nn
 from mixtune.mixup.inject import mixup_layers
 
 NOISE_MEDIAN = 0.6745  # the median of |N(0, 1)|
+LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.(.+)$")
+ROLE_PREFIXES = ("attention.self.", "attention.attn.")
 
 
 class SearchDiagnostics:
@@ -127,3 +130,36 @@ def summarize_search(search_log: dict[str, Any]) -> dict[str, Any] | None:
 def _mean(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return round(statistics.fmean(present), 6) if present else None
+
+
+def alpha_summary(model: nn.Module, diagnostics: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Per mixup layer, its coefficients on the task weight W and the pretrained W0 and its pretrained share
+    (MixupLinear.pretrained_share), all the report's heatmap is drawn from: a W coefficient near 1 (released init)
+    keeps the finetuned weight, one near 0 stays pretrained. With the search's diagnostics (log.alpha_diagnostics,
+    summarize_search), also how far the share travelled during the search (share_travel, mean over splits)
+    and the median signal-to-noise ratio of its hypergradient (snr)."""
+    layers = (diagnostics or {}).get("layers", {})
+    rows = []
+    with torch.no_grad():
+        for name, layer in mixup_layers(model):
+            on_task, on_pretrained = layer.coefficients()
+            index, role = layer_position(name)
+            values = {
+                "task_mean": on_task.mean(), "pretrained_mean": on_pretrained.mean(), "task_min": on_task.min(),
+                "task_max": on_task.max(), "share_mean": layer.pretrained_share().mean(),
+            }
+            row = {"module": name, "layer": index, "role": role, **{k: round(v.item(), 6) for k, v in values.items()}}
+            if name in layers:
+                row["share_travel"] = layers[name].get("travel")
+                row["snr"] = layers[name].get("snr")
+            rows.append(row)
+    return rows
+
+
+def layer_position(name: str) -> tuple[int | None, str]:
+    """(layer index, module role) from a module name: 'bert.encoder.layer.3.attention.self.query' -> (3, 'query')."""
+    match = LAYER_PATTERN.search(name)
+    index, rest = (int(match.group(1)), match.group(2)) if match else (None, ".".join(name.split(".")[-2:]))
+    for prefix in ROLE_PREFIXES:
+        rest = rest.removeprefix(prefix)
+    return index, rest.removesuffix(".dense")
