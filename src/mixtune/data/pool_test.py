@@ -83,6 +83,7 @@ def with_pool_test(
 
 def pool_test_of_seed(task: TaskData, data: DataConfig, seed: int) -> tuple[TaskData, list[int] | None]:
     """with_pool_test for a seed's own train and dev draw: how the report recovers a run's pool_test set, of which
-    its record keeps only a hash."""
-    train_idx, dev_idx = low_resource_indices(len(task.pool), data.train_size, seed)
+    its record keeps only a hash. dev_needed False reproduces every run's draw, whether or not it read dev: the
+    same dev wherever the pool holds it, and the shorter one a run without a use for dev took from a short pool."""
+    train_idx, dev_idx = low_resource_indices(len(task.pool), data.train_size, seed, dev_needed=False)
     return with_pool_test(task, data.pool_test_size, train_idx, dev_idx)
