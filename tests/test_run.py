@@ -281,3 +281,27 @@ def test_a_failed_run_leaves_no_lock_and_no_folder_it_made(tmp_path, capsys, glu
     code, err = cli(tiny_train_args(tiny_model_dir, glue_dir, out) + ["--train-size", "3000"], capsys)
     assert code == 2 and "exceeds" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_default_rate_tuned_on_small_backbones_is_named_on_a_larger_one(tiny_model_dir, monkeypatch, capsys):
+    """mixup-blo's 2e-4 on a backbone beyond the measured sizes: a one-line note; a set rate or vanilla: silence."""
+    import mixtune.run as run_module
+    from mixtune.methods import make_method
+
+    tiny_model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
+    monkeypatch.setattr(run_module, "LARGEST_CHECKED_PARAMETERS", 1000)  # the tiny BERT is "large" here
+    for values, noted in (
+        ({"method": "mixup-blo"}, True),
+        ({"method": "soup-start"}, True),
+        ({"method": "mixup-blo", "train": {"lr": 2e-5}}, False),
+        ({"method": "vanilla"}, False),
+        ({"method": "lora"}, False),  # parameter-efficient: a high rate is its recipe
+    ):
+        config = build_config(values)
+        run_module.note_untested_default_rate(tiny_model, make_method(config), config)
+        err = capsys.readouterr().err
+        assert ("default lr 0.0002 was measured on backbones of up to 110M" in err) == noted, values
+    monkeypatch.setattr(run_module, "LARGEST_CHECKED_PARAMETERS", 120_000_000)
+    config = build_config({"method": "mixup-blo"})
+    run_module.note_untested_default_rate(tiny_model, make_method(config), config)
+    assert capsys.readouterr().err == ""
