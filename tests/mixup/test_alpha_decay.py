@@ -10,7 +10,7 @@ from mixtune.errors import MixtuneError
 from mixtune.methods import make_method
 from mixtune.methods.mixup_common import zero_alpha_is_pretrained
 from mixtune.mixup import bilevel_search, inject_mixup, mixup_layers, task_parameters
-from mixtune.mixup.bilevel import _inner_step
+from mixtune.mixup.bilevel import inner_step
 from mixtune.mixup.layer import MixupLinear
 from tests.conftest import tiny_batch, tiny_bert
 
@@ -40,7 +40,7 @@ def search_share(alpha_weight_decay: float) -> float:
     model = tiny_bert()
     inject_mixup(model, MixupConfig(form="released"))
     weights = [p for _, p in task_parameters(model)]
-    _inner_step(model, tiny_batch(seed=1), weights, torch.optim.AdamW(weights, lr=1e-2), None)
+    inner_step(model, tiny_batch(seed=1), weights, torch.optim.AdamW(weights, lr=1e-2), None)
     config = SearchConfig(epochs=1, alpha_lr=1e-2, alpha_weight_decay=alpha_weight_decay, warmup_ratio=0.0,
                           alpha_scheduler="constant")
     loader = [tiny_batch(seed=s) for s in range(4)]

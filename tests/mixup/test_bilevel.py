@@ -14,9 +14,9 @@ from mixtune.mixup import (
     task_parameters,
 )
 from mixtune.mixup.bilevel import (
-    _inner_step,
     finite_difference_hypergradient,
     first_order_hypergradient,
+    inner_step,
 )
 from tests.conftest import tiny_batch, tiny_bert
 
@@ -40,7 +40,7 @@ def test_inner_step_changes_no_alpha_and_no_frozen_copy():
     alphas, w0 = snapshot(alpha_parameters(model)), snapshot(frozen_copies(model))
     weights = [p for _, p in task_parameters(model)]
     before = snapshot(weights)
-    _inner_step(model, tiny_batch(), weights, torch.optim.AdamW(weights, lr=1e-2), 5.0)
+    inner_step(model, tiny_batch(), weights, torch.optim.AdamW(weights, lr=1e-2), 5.0)
     assert all(torch.equal(a, b) for a, b in zip(alphas, alpha_parameters(model)))
     assert all(torch.equal(a, b) for a, b in zip(w0, frozen_copies(model)))
     assert any(not torch.equal(a, b) for a, b in zip(before, weights))
@@ -49,7 +49,7 @@ def test_inner_step_changes_no_alpha_and_no_frozen_copy():
 def test_outer_step_changes_only_alpha_and_keeps_it_in_bounds():
     model = mixup_bert(init_mean=0.5, init_std=0.2)
     weights = [p for _, p in task_parameters(model)]
-    _inner_step(model, tiny_batch(seed=1), weights, torch.optim.AdamW(weights, lr=1e-2), None)
+    inner_step(model, tiny_batch(seed=1), weights, torch.optim.AdamW(weights, lr=1e-2), None)
     before_weights, before_w0 = snapshot(weights), snapshot(frozen_copies(model))
     before_alpha = snapshot(alpha_parameters(model))
     config = SearchConfig(epochs=1, alpha_lr=0.5, inner_lr=0.0, warmup_ratio=0.0, alpha_scheduler="constant")
@@ -99,7 +99,7 @@ def exact_second_order(model, val_batch, train_batch, xi, preconditioner=None):
 def test_finite_difference_hypergradient_matches_exact_hessian_vector_product():
     model = mixup_bert(dtype=torch.float64, init_mean=0.6, init_std=0.2)
     weights = [p for _, p in task_parameters(model)]
-    _inner_step(model, tiny_batch(seed=4), weights, torch.optim.AdamW(weights, lr=5e-2), None)  # move W off W0
+    inner_step(model, tiny_batch(seed=4), weights, torch.optim.AdamW(weights, lr=5e-2), None)  # move W off W0
     val_batch, train_batch, xi = tiny_batch(seed=5), tiny_batch(seed=6), 0.5
     before = snapshot(weights)
     fd = finite_difference_hypergradient(model, val_batch, train_batch, alpha_parameters(model), weights, xi)

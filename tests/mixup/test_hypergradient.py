@@ -12,11 +12,11 @@ from mixtune.mixup import (
     task_parameters,
 )
 from mixtune.mixup.bilevel import (
-    _inner_step,
     adam_preconditioner,
     dropout_mode,
     finite_difference_hypergradient,
     first_order_hypergradient,
+    inner_step,
     mean_loss_gradients,
     derived_alpha_lr,
     schedule_sum,
@@ -47,7 +47,7 @@ def test_adam_preconditioner_is_the_step_adamw_took():
     optimizer = torch.optim.AdamW(weights, lr=1e-3, weight_decay=0.0)
     batch = tiny_batch(seed=4)
     gradients = torch.autograd.grad(model(**batch).loss, weights, allow_unused=True)
-    _inner_step(model, batch, weights, optimizer, None)
+    inner_step(model, batch, weights, optimizer, None)
     preconditioner = adam_preconditioner(optimizer, weights)
     for w, b, g, p in zip(weights, before, gradients, preconditioner):
         expected = torch.zeros_like(w) if g is None else 1e-3 * p * g
@@ -63,7 +63,7 @@ def test_preconditioned_finite_difference_matches_the_exact_second_order_term():
     weights = [p for _, p in task_parameters(model)]
     optimizer = torch.optim.AdamW(weights, lr=5e-2)
     train_batch, val_batch = tiny_batch(seed=4), tiny_batch(seed=5)
-    _inner_step(model, train_batch, weights, optimizer, None)  # W off W0, and Adam's second moment
+    inner_step(model, train_batch, weights, optimizer, None)  # W off W0, and Adam's second moment
     xi = optimizer.param_groups[0]["lr"]
     before = [w.detach().clone() for w in weights]
     alphas = alpha_parameters(model)
@@ -85,7 +85,7 @@ def test_finite_difference_restores_the_weights_bit_for_bit_in_float32():
     model = mixup_bert(init_mean=0.6, init_std=0.2)
     weights = [p for _, p in task_parameters(model)]
     optimizer = torch.optim.AdamW(weights, lr=1e-2)
-    _inner_step(model, tiny_batch(seed=1), weights, optimizer, None)
+    inner_step(model, tiny_batch(seed=1), weights, optimizer, None)
     before = [w.detach().clone() for w in weights]
     finite_difference_hypergradient(
         model, [tiny_batch(seed=2), tiny_batch(seed=3)], tiny_batch(seed=1), alpha_parameters(model), weights, 1e-2,

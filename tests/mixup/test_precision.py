@@ -17,7 +17,7 @@ from torch import nn
 from mixtune.config import MixupConfig
 from mixtune.device import Runtime, activated
 from mixtune.mixup import MixupLinear, alpha_parameters, inject_mixup, merge_and_unload, mixup_layers, task_parameters
-from mixtune.mixup.bilevel import _inner_step, adam_preconditioner, finite_difference_hypergradient
+from mixtune.mixup.bilevel import adam_preconditioner, finite_difference_hypergradient, inner_step
 from tests.conftest import tiny_batch, tiny_bert
 
 CPU = torch.device("cpu")
@@ -167,7 +167,7 @@ def test_the_finite_difference_hypergradient_under_bf16_is_the_fp32_one():
     weights = [p for _, p in task_parameters(model)]
     optimizer = torch.optim.AdamW(weights, lr=5e-2)
     train_batch, val_batch = tiny_batch(seed=4), tiny_batch(seed=5)
-    _inner_step(model, train_batch, weights, optimizer, None)
+    inner_step(model, train_batch, weights, optimizer, None)
     alphas, precondition = alpha_parameters(model), adam_preconditioner(optimizer, weights)
 
     def hypergradient() -> torch.Tensor:

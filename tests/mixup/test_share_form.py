@@ -19,7 +19,7 @@ from mixtune.mixup import (
     mixup_layers,
     task_parameters,
 )
-from mixtune.mixup.bilevel import _inner_step
+from mixtune.mixup.bilevel import inner_step
 from tests.conftest import tiny_batch, tiny_bert
 
 GRANULARITIES = [("module", 1), ("row", 1), ("rank", 1), ("rank", 3), ("rank", None)]
@@ -79,7 +79,7 @@ def test_share_form_alpha_gradient_on_a_real_model_after_one_inner_step():
     model = tiny_bert()
     inject_mixup(model, MixupConfig(form="share", granularity="module"))
     weights = [p for _, p in task_parameters(model)]
-    _inner_step(model, tiny_batch(seed=1), weights, torch.optim.AdamW(weights, lr=1e-2), None)
+    inner_step(model, tiny_batch(seed=1), weights, torch.optim.AdamW(weights, lr=1e-2), None)
     grads = torch.autograd.grad(model(**tiny_batch(seed=2)).loss, alpha_parameters(model))
     assert all(g.shape == (1, 1) and g.abs().item() > 0 for g in grads)
 

@@ -5,7 +5,7 @@ method runs exactly that warm start with no mixup: the same K random D_tr / D_va
 same split seeds), on each the same inner optimiser steps on the same D_tr batches (bilevel.inner_optimizer:
 AdamW at search.inner_lr, its schedule, clipping and weight decay, search.epochs passes), no alpha and no
 outer steps, every parameter averaged over the splits as search.average = all does; then the same finetune
-phase (the shared loop, best-dev selection). A gain of mixup-blo over this row is what the mixup adds.
+phase (the shared loop, the same selection and averaging). A gain of mixup-blo over this row is what the mixup adds.
 It takes mixup-blo's search.average greedy (a greedy soup of the K models) and method arg finetune_mask_p too.
 """
 
@@ -24,7 +24,7 @@ from mixtune.device import active, worker_devices
 from mixtune.errors import MixtuneError
 from mixtune.methods.base import register
 from mixtune.methods.mixup_common import FinetuneMasked
-from mixtune.mixup.bilevel import _inner_step, inner_optimizer
+from mixtune.mixup.bilevel import inner_optimizer, inner_step
 from mixtune.mixup.repeated import SplitLoaders, keep_alpha, repeated_search, search_seconds
 from mixtune.optim import steps_for
 from mixtune.train import FitContext, cycle
@@ -43,7 +43,7 @@ def inner_steps_only(
     losses = []
     with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar:
         for _, batch in zip(range(total), cycle(train_loader)):
-            losses.append(_inner_step(model, batch, weights, optimizer, config.inner_max_grad_norm))
+            losses.append(inner_step(model, batch, weights, optimizer, config.inner_max_grad_norm))
             schedule.step()
             bar.update(1)
     return {

@@ -225,7 +225,7 @@ def bilevel_search(
     inner_losses = []
     with tqdm(total=total_inner, desc=desc, disable=not progress, leave=False) as bar:
         for step, batch in zip(range(total_inner), cycle(train_loader)):
-            inner_losses.append(_inner_step(model, batch, weights, inner_opt, config.inner_max_grad_norm))
+            inner_losses.append(inner_step(model, batch, weights, inner_opt, config.inner_max_grad_norm))
             inner_schedule.step()
             if (step + 1) % config.unroll_steps == 0 or step + 1 == total_inner:
                 val_batch = whole_val if whole_val is not None else next(val_batches)
@@ -258,7 +258,7 @@ def bilevel_search(
     }
 
 
-def _inner_step(
+def inner_step(
     model: nn.Module, batch: dict, weights: list[nn.Parameter], optimizer: torch.optim.Optimizer, max_norm: float | None
 ) -> float:
     """One optimiser step on the task weights only: alpha gets no gradient and does not move."""
