@@ -178,3 +178,19 @@ def test_user_errors(tmp_path):
     write_records(path, lines[:-1])
     with pytest.raises(MixtuneError, match="has no 'validation' scores: choose --split from dev, test"):
         select(path, split="validation")
+
+
+def test_select_can_rank_on_pool_test_where_dev_would_choose_otherwise(tmp_path, capsys):
+    """Issue 32's pilot ranked on 2,000 pool_test examples of tuning seeds, not 50 dev ones: select does the same."""
+    from mixtune.cli import main
+
+    lines = [*cells("vanilla", 2e-5, 3, (60, 60), (60, 60)), *cells("vanilla", 1e-4, 3, (70, 70), (70, 70))]
+    for line in lines:  # pool_test runs opposite to dev: 2e-5 is better there
+        line["metrics"]["pool_test"] = {line["main_metric"]: 130.0 - line["metrics"]["dev"][line["main_metric"]]}
+    path = tmp_path / "tune.jsonl"
+    write_records(path, lines)
+    assert select(path).chosen["vanilla"].label == "vanilla[lr=1e-04,epochs=3]"
+    assert select(path, split="pool_test").chosen["vanilla"].label == "vanilla[lr=2e-05,epochs=3]"
+    assert main(["select", str(path), "--split", "pool_test", "--out", str(tmp_path / "tuned.yaml")]) == 0
+    assert "(pool_test split)" in (tmp_path / "tuned.yaml").read_text()
+    assert "mean pool_test" in capsys.readouterr().out

@@ -72,7 +72,7 @@ def test_select_on_test_is_refused_with_one_line(tmp_path, capsys):
     write_records(results, table_lines())
     assert main(["select", str(results), "--split", "test"]) == 2
     error = capsys.readouterr().err.strip()
-    assert "select --split test: the protocol selects on the dev split only" in error and "\n" not in error
+    assert "select --split test: the protocol selects on dev or pool_test only" in error and "\n" not in error
 
 
 def test_pick_rivals_ranks_on_dev_scores_not_test(tmp_path, capsys):

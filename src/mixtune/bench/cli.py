@@ -70,13 +70,17 @@ def add_bench_parsers(subparsers) -> None:
 
     select = subparsers.add_parser(
         "select",
-        help="choose each method's settings from a tuning sweep's results, on the dev split",
-        description="Per row (or per method, --by method), the variant with the best mean dev score over every "
-        "(task, seed) cell; only variants with every cell ok. Prints the table; writes the choice as bench "
+        help="choose each method's settings from a tuning sweep's results, on dev or pool_test",
+        description="Per row (or per method, --by method), the variant with the best mean dev (or pool_test) score "
+        "over every (task, seed) cell; only variants with every cell ok. Prints the table; writes the choice as bench "
         "overrides (for a table config's overrides_file:).",
     )
     select.add_argument("results", help="results JSONL file of the tuning sweep (e.g. results/tune_n300.jsonl)")
-    select.add_argument("--split", default="dev", help="the split scored: dev; test is refused (default: dev)")
+    select.add_argument(
+        "--split", default="dev",
+        help="the split scored: dev, or pool_test (runs with data.pool_test_size, on tuning seeds); test is refused "
+        "(default: dev)",
+    )
     select.add_argument("--out", help="overrides YAML to write (default: print it)")
     select.add_argument(
         "--by", choices=("row", "method"), default="row",

@@ -1,9 +1,9 @@
-"""`mixtune select`: pick each method's settings from a tuning sweep, on the dev split (docs/method.md section 4).
+"""`mixtune select`: pick each method's settings from a tuning sweep, on dev or pool_test (docs/method.md section 4).
 
 The rule, the same for every row: among a row's variants (the rows of its sweep, e.g.
 vanilla[lr=5e-05,epochs=10] for the row vanilla), those with an ok run on every (task, seed) cell of the results
 file are eligible (a method that cannot do regression is not asked for regression tasks); the chosen one has the
-best mean dev score (each run's main metric on its dev split) over those cells; ties go to fewer epochs,
+best mean score on the selection split (each run's main metric on its dev split, or on pool_test) over those cells; ties go to fewer epochs,
 then the smaller learning rate (the cheaper, more conservative setting). The choice is written as bench
 overrides, {row: {train: {lr, epochs}, ...any other key its variants differ in}}, for a table
 config's overrides_file.
@@ -33,6 +33,9 @@ from mixtune.methods import METHODS
 
 TaskSeed = tuple[str, int]  # (task, seed)
 GROUPINGS = ("row", "method")  # what competes: a row's sweep values, or every variant of a method
+# The splits a choice may be made on: the seed's n/6 dev examples, or (runs made with data.pool_test_size, on tuning
+# seeds) its 2,000 pool_test examples, which issue 32's pilot ranked on because 50 dev examples are mostly noise.
+SELECTION_SPLITS = ("dev", "pool_test")
 
 
 @dataclass
@@ -219,9 +222,10 @@ def overrides_yaml(selection: Selection, today: date | None = None) -> str:
 
 def run_select(results: Path, split: str, out: Path | None, by: str = "row") -> int:
     """The command: print the table and what was dropped, write (or print) the overrides."""
-    if split != "dev":
+    if split not in SELECTION_SPLITS:
         raise MixtuneError(
-            f"select --split {split}: the protocol selects on the dev split only (test scores never choose settings): drop --split"
+            f"select --split {split}: the protocol selects on dev or pool_test only (test scores never choose settings): "
+            "drop --split, or pass --split pool_test"
         )
     selection = select(results, split, by)
     print(f"{selection.results}: {rule_text(selection)}.")
