@@ -36,7 +36,7 @@ from mixtune.device import Runtime, activated, bf16_risk, full_precision, model_
 from mixtune.errors import MixtuneError
 from mixtune.heads import pair_encoding_of
 from mixtune.layers import reinit_top_layers
-from mixtune.methods import method_class
+from mixtune.methods import Method, method_class
 from mixtune.metrics import compact_predictions, evaluate, evaluate_with_predictions, predict_logits
 from mixtune.models import load_model
 from mixtune.optim import optimizer_path
@@ -231,7 +231,7 @@ def _run(
     return record
 
 
-def note_untested_default_rate(model: nn.Module, method: Any, config: RunConfig) -> None:
+def note_untested_default_rate(model: nn.Module, method: Method, config: RunConfig) -> None:
     """A note when a full-finetuning default rate above 5e-5 (mixup-blo's and soup-start's 2e-4, tuned on the 22M
     MiniLM; vanilla at 2e-4 was level with 2e-5 on the 110M MPNet) meets a larger backbone, where published recipes
     use 1e-5 to 5e-5. A note, not a change: the rate stays what the user's config says."""
