@@ -17,3 +17,6 @@ report results/pilot_head.jsonl results/pilot_cosine.jsonl --focus vanilla --out
 report results/pilot_mixup.jsonl --focus mixup-blo-released --out results/pilot_mixup-report
 report results/pilot_mixup.jsonl --focus mixup-blo-released --baseline soup-start-released --out results/pilot_mixup-vs-soup
 report results/pilot_mixup.jsonl --focus mixup-share-module --baseline soup-start --out results/pilot_mixup-share-vs-soup
+report results/pilot_promise.jsonl --split pool_test --baseline 'vanilla[lr=5e-05]' --focus mixup-mask-swa --out results/pilot_promise-report
+report results/confirm_promise.jsonl --focus mixup-mask-swa --config benchmarks/confirm_promise.yaml --out results/confirm_promise-report
+report results/confirm_promise.jsonl --split pool_test --focus mixup-mask-swa --config benchmarks/confirm_promise.yaml --out results/confirm_promise-pool_test-report

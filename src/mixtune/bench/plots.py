@@ -68,12 +68,18 @@ def _finish_group(panels: dict, tasks: list[str], runs: list[Run], xlabel: str, 
         ax.set_xlabel(xlabel)
         ax.set_ylabel(metric_label(next((r.metric for r in runs if r.task == task), ""), split))
         ax.grid(alpha=0.3)
+    _legend_beside(panels, tasks)
+
+
+def _legend_beside(panels: dict, tasks: list[str]) -> None:
+    """One legend (every label drawn in any panel, once) beside the last panel of the first row, outside them all."""
     entries = {}
     for ax in panels.values():
         handles, labels = ax.get_legend_handles_labels()
         entries.update({label: handle for label, handle in zip(labels, handles, strict=True) if label not in entries})
-    anchor = panels[tasks[min(len(tasks), FACET_COLUMNS) - 1]]
-    anchor.legend(list(entries.values()), list(entries), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    if entries:
+        anchor = panels[tasks[min(len(tasks), FACET_COLUMNS) - 1]]
+        anchor.legend(list(entries.values()), list(entries), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 
 
 def _save(figure, path: Path, title: str, tight: bool = True) -> None:
@@ -106,9 +112,7 @@ def seed_plot(runs: list[Run], tasks: list[str], methods: list[str], path: Path,
         ax.set_yticks(range(len(methods)), methods, fontsize=7)
         ax.set_ylim(len(methods) - 0.5, -0.5)  # the first method (the baseline) at the top
         ax.grid(axis="x", alpha=0.3)
-    handles, labels = panels[tasks[0]].get_legend_handles_labels()
-    if unique := dict(zip(labels, handles)):
-        figure.legend(list(unique.values()), list(unique), loc="upper right", fontsize=7, bbox_to_anchor=(1.0, 1.0))
+    _legend_beside(panels, tasks)  # outside the panels: inside, it hid the points of the top rows
     _save(figure, path, f"{title}\nevery seed (bar: mean)")
 
 
