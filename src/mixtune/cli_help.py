@@ -26,7 +26,7 @@ KEY_HELP = {
     "data.text_columns": "with --train-file: one text column, or two for sentence pairs (comma-separated)",
     "data.label_column": "with --train-file: the label (or score) column",
     "data.task_type": "with --train-file: what the labels are",
-    "data.train_size": "training examples drawn from the pool with the seed (default: all); n/6 more give dev where dev is read",
+    "data.train_size": "training examples drawn from the pool with the seed; n/6 more give dev where something reads dev",
     "data.pool_test_size": "also score this many pool examples outside the seed's train and dev (split pool_test)",
     "train.lr": "peak learning rate",
     "train.epochs": "training epochs",
